@@ -1,0 +1,32 @@
+import { DatabaseError, MeterSyncError, messageOf, sqlState } from '../../errors.js';
+
+// Advice for the SQLSTATEs a sync most often meets; the driver's message says the rest.
+const ADVICE: Record<string, string> = {
+  '42P01': 'create the table (see syncSchemaSql) or fix the definition',
+  '42703': 'add the column or remove it from the definition',
+  '42P10': 'the target table needs a unique constraint or primary key on exactly the key columns',
+  '23503': 'a foreign key refused the change; check the entity references',
+  '23505': 'a unique constraint other than the key refused the change',
+  '22001': 'a value is too long for the target column; widen the column',
+  '25006': 'the source is read-only; source.query must not write',
+  '42501': 'the role lacks a privilege; the source needs SELECT, the target INSERT, UPDATE, DELETE',
+  '57014': 'the statement was cancelled (statement_timeout or lock_timeout)',
+  '40001': 'a concurrent transaction conflicted; the next run retries',
+};
+
+/** Wraps a driver error as a `DatabaseError` naming the entity and what was being done. */
+export function databaseError(
+  error: unknown,
+  entity: string | undefined,
+  action: string,
+): MeterSyncError {
+  if (error instanceof MeterSyncError) return error;
+  const code = sqlState(error);
+  const details = error as { column?: unknown; detail?: unknown };
+  const column = typeof details.column === 'string' ? details.column : undefined;
+  const advice = code ? ADVICE[code] : undefined;
+  const detail = typeof details.detail === 'string' ? ` (${details.detail})` : '';
+  const prefix = entity === undefined ? '' : `${entity}: `;
+  const message = `${prefix}${action} failed: ${messageOf(error)}${detail}${code ? ` [SQLSTATE ${code}]` : ''}${advice ? `; ${advice}` : ''}`;
+  return new DatabaseError(message, { entity, column, code, cause: error });
+}

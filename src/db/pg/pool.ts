@@ -1,0 +1,36 @@
+/**
+ * The subset of node-postgres the library uses, typed structurally: a `pg.Pool`, pg-mem's
+ * `adapters.createPg()` pool and other pg-compatible pools all fit without wrappers.
+ */
+
+/** Per-query type parsers, as node-postgres accepts them in a query config. */
+export interface PgTypeParsers {
+  getTypeParser(oid: number, format?: string): (value: string) => unknown;
+}
+
+/** A query as node-postgres accepts it. */
+export interface PgQueryConfig {
+  readonly text: string;
+  readonly values?: unknown[];
+  readonly types?: PgTypeParsers;
+}
+
+/** What a query resolves to. */
+export interface PgQueryResult {
+  // biome-ignore lint/suspicious/noExplicitAny: rows are untyped driver output.
+  readonly rows: any[];
+  readonly rowCount: number | null;
+  readonly fields?: ReadonlyArray<{ readonly name: string; readonly dataTypeID: number }>;
+}
+
+/** A connection checked out of a pool. */
+export interface PgClient {
+  query(config: PgQueryConfig): Promise<PgQueryResult>;
+  /** Returns the connection; passing an error (or `true`) destroys it instead. */
+  release(error?: Error | boolean): void;
+}
+
+/** A pool of connections: the only thing meter-sync needs from a database. */
+export interface PgPool {
+  connect(): Promise<PgClient>;
+}

@@ -1,0 +1,112 @@
+import type { AnyEntity } from '../../entity/types.js';
+import type { Scope, SourceSnapshot, StoredRow } from '../types.js';
+import { type Capabilities, detectCapabilities } from './capabilities.js';
+import { databaseError } from './errors.js';
+import { toParameter } from './params.js';
+import type { PgClient, PgPool } from './pool.js';
+import {
+  BEGIN_SNAPSHOT,
+  COMMIT,
+  releaseSavepoint,
+  rollbackToSavepoint,
+  type Statement,
+  savepoint,
+  selectFromQuery,
+  selectStatement,
+} from './sql.js';
+import { typeParsersFor } from './type-parsers.js';
+
+/** A source snapshot on a pg-compatible pool, with what its engine can do. */
+export interface PgSourceSnapshot extends SourceSnapshot {
+  readonly capabilities: Capabilities;
+}
+
+const READ_SAVEPOINT = 'meter_sync_read';
+
+/**
+ * Opens one `REPEATABLE READ READ ONLY` transaction on the source: every read of the run sees the
+ * same snapshot, and PostgreSQL itself refuses any write. Only SELECT, SAVEPOINT and transaction
+ * control statements are sent, so a role with SELECT privilege is enough. A failed read is rolled
+ * back to a savepoint so the next entity can still read.
+ */
+export async function openSourceSnapshot(pool: PgPool): Promise<PgSourceSnapshot> {
+  let client: PgClient;
+  try {
+    client = await pool.connect();
+  } catch (error) {
+    throw databaseError(error, undefined, 'connecting to the source');
+  }
+  let capabilities: Capabilities;
+  try {
+    capabilities = await detectCapabilities(client);
+    await client.query({ text: BEGIN_SNAPSHOT });
+  } catch (error) {
+    client.release(error instanceof Error ? error : true);
+    throw databaseError(error, undefined, 'starting the source snapshot');
+  }
+
+  let connectionError: Error | undefined;
+  let closed = false;
+
+  const guarded = async (text: string) => {
+    try {
+      await client.query({ text });
+    } catch (error) {
+      connectionError = error instanceof Error ? error : new Error(String(error));
+      throw error;
+    }
+  };
+
+  return {
+    capabilities,
+
+    async read(entity: AnyEntity, scope: Scope): Promise<StoredRow[]> {
+      if (closed)
+        throw databaseError(
+          new Error('the source snapshot is closed'),
+          entity.name,
+          'reading the source',
+        );
+      const statement = sourceStatement(entity, scope);
+      if (capabilities.transactional) await guarded(savepoint(READ_SAVEPOINT));
+      try {
+        const result = await client.query({ ...statement, ...typeParsersFor(capabilities) });
+        if (capabilities.transactional) await guarded(releaseSavepoint(READ_SAVEPOINT));
+        return result.rows as StoredRow[];
+      } catch (error) {
+        if (capabilities.transactional && connectionError === undefined) {
+          await guarded(rollbackToSavepoint(READ_SAVEPOINT)).catch(() => undefined);
+        }
+        throw databaseError(error, entity.name, 'reading the source');
+      }
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (connectionError === undefined) {
+        // Read-only: COMMIT and ROLLBACK are the same; COMMIT also ends an aborted transaction.
+        await guarded(COMMIT).catch(() => undefined);
+      }
+      client.release(connectionError);
+    },
+  };
+}
+
+/** The SELECT that reads an entity on the source, with target column names. */
+export function sourceStatement(entity: AnyEntity, scope: Scope): Statement {
+  const tenant =
+    entity.tenantColumn !== undefined && scope.tenantId !== undefined
+      ? toParameter(scope.tenantId, 'scalar')
+      : undefined;
+  const source = entity.source;
+  if (source.kind === 'query') return selectFromQuery(source.query, entity.columnNames, tenant);
+  const remote = (column: string) => source.columns[column] ?? column;
+  return selectStatement(
+    source.table,
+    entity.columnNames.map((column: string) => ({ name: remote(column), as: column })),
+    tenant === undefined || entity.tenantColumn === undefined
+      ? undefined
+      : { column: remote(entity.tenantColumn), value: tenant },
+  );
+}

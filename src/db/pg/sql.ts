@@ -1,0 +1,216 @@
+/**
+ * The only place SQL text is put together. Identifiers are always quoted; values are always
+ * bound parameters. The statements stay within what both PostgreSQL and pg-mem accept.
+ */
+import type { TableName } from '../../entity/types.js';
+
+/** A statement and its parameters. */
+export interface Statement {
+  readonly text: string;
+  readonly values: unknown[];
+}
+
+/** Quotes an identifier: `a"b` → `"a""b"`. */
+export function quoteIdent(identifier: string): string {
+  return `"${identifier.replace(/"/g, '""')}"`;
+}
+
+/** Quotes a possibly schema-qualified table name. */
+export function quoteTable(table: TableName): string {
+  return table.schema === undefined
+    ? quoteIdent(table.name)
+    : `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`;
+}
+
+const list = (columns: readonly string[]) => columns.map(quoteIdent).join(', ');
+
+// PostgreSQL binds at most 65535 parameters per statement; stay well below.
+const MAX_PARAMETERS = 30_000;
+
+/** How many rows of `width` parameters fit in one statement. */
+export function batchSize(width: number, cap: number): number {
+  return Math.max(1, Math.min(cap, Math.floor(MAX_PARAMETERS / Math.max(1, width))));
+}
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const result: T[][] = [];
+  for (let i = 0; i < items.length; i += size) result.push(items.slice(i, i + size));
+  return result;
+}
+
+/** Builds `$n` placeholders while collecting their values. */
+class Parameters {
+  readonly values: unknown[] = [];
+  add(value: unknown): string {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  }
+}
+
+/** An optional tenant filter: `column = $n`. */
+export interface TenantFilter {
+  readonly column: string;
+  readonly value: unknown;
+}
+
+/** `SELECT <columns> FROM <table> [WHERE <tenant> = $1]`. */
+export function selectStatement(
+  table: TableName,
+  columns: readonly { readonly name: string; readonly as?: string }[],
+  tenant?: TenantFilter,
+): Statement {
+  const params = new Parameters();
+  const select = columns
+    .map(({ name, as }) =>
+      as === undefined || as === name
+        ? quoteIdent(name)
+        : `${quoteIdent(name)} AS ${quoteIdent(as)}`,
+    )
+    .join(', ');
+  const where = tenant ? ` WHERE ${quoteIdent(tenant.column)} = ${params.add(tenant.value)}` : '';
+  return { text: `SELECT ${select} FROM ${quoteTable(table)}${where}`, values: params.values };
+}
+
+/**
+ * Selects exactly `columns` from a user-supplied read-only query; `$1` in the query is the tenant.
+ * Wrapping it keeps extra columns out and makes a missing column an error here, not later.
+ */
+export function selectFromQuery(
+  query: string,
+  columns: readonly string[],
+  tenantValue?: unknown,
+): Statement {
+  return {
+    text: `SELECT ${list(columns)} FROM (${query}) AS ${quoteIdent('source')}`,
+    values: tenantValue === undefined ? [] : [tenantValue],
+  };
+}
+
+function keyPredicate(
+  params: Parameters,
+  keyColumns: readonly string[],
+  keys: readonly unknown[][],
+): string {
+  const alternatives = keys.map(
+    (key) =>
+      `(${keyColumns.map((column, i) => `${quoteIdent(column)} = ${params.add(key[i])}`).join(' AND ')})`,
+  );
+  return alternatives.length === 1 ? (alternatives[0] as string) : `(${alternatives.join(' OR ')})`;
+}
+
+const tenantPredicate = (params: Parameters, tenant: TenantFilter | undefined) =>
+  tenant ? ` AND ${quoteIdent(tenant.column)} = ${params.add(tenant.value)}` : '';
+
+/**
+ * `INSERT … ON CONFLICT (key) DO UPDATE`, in batches. With a tenant filter the update applies
+ * only to a conflicting row of that tenant, so another tenant's row is never taken over.
+ */
+export function upsertStatements(
+  table: TableName,
+  columns: readonly string[],
+  keyColumns: readonly string[],
+  rows: readonly unknown[][],
+  tenant?: TenantFilter,
+): Statement[] {
+  const updatable = columns.filter((column) => !keyColumns.includes(column));
+  const alias = quoteIdent('target');
+  const onConflict =
+    updatable.length === 0
+      ? 'DO NOTHING'
+      : `DO UPDATE SET ${updatable.map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ')}${
+          tenant
+            ? ` WHERE ${alias}.${quoteIdent(tenant.column)} = EXCLUDED.${quoteIdent(tenant.column)}`
+            : ''
+        }`;
+  return chunks(rows, batchSize(columns.length, 1000)).map((batch) => {
+    const params = new Parameters();
+    const values = batch
+      .map((row) => `(${row.map((value) => params.add(value)).join(', ')})`)
+      .join(', ');
+    return {
+      text: `INSERT INTO ${quoteTable(table)} AS ${alias} (${list(columns)}) VALUES ${values} ON CONFLICT (${list(keyColumns)}) ${onConflict}`,
+      values: params.values,
+    };
+  });
+}
+
+/** `DELETE … WHERE key IN keys [AND tenant = $n]`, in batches. */
+export function deleteStatements(
+  table: TableName,
+  keyColumns: readonly string[],
+  keys: readonly unknown[][],
+  tenant?: TenantFilter,
+): Statement[] {
+  return chunks(keys, batchSize(keyColumns.length, 500)).map((batch) => {
+    const params = new Parameters();
+    const where = keyPredicate(params, keyColumns, batch) + tenantPredicate(params, tenant);
+    return { text: `DELETE FROM ${quoteTable(table)} WHERE ${where}`, values: params.values };
+  });
+}
+
+/** `UPDATE … SET columns WHERE key IN keys [AND tenant = $n]`, in batches. */
+export function updateStatements(
+  table: TableName,
+  set: readonly (readonly [column: string, value: unknown])[],
+  keyColumns: readonly string[],
+  keys: readonly unknown[][],
+  tenant?: TenantFilter,
+): Statement[] {
+  return chunks(keys, batchSize(keyColumns.length, 500)).map((batch) => {
+    const params = new Parameters();
+    const assignments = set
+      .map(([column, value]) => `${quoteIdent(column)} = ${params.add(value)}`)
+      .join(', ');
+    const where = keyPredicate(params, keyColumns, batch) + tenantPredicate(params, tenant);
+    return {
+      text: `UPDATE ${quoteTable(table)} SET ${assignments} WHERE ${where}`,
+      values: params.values,
+    };
+  });
+}
+
+/** Of these keys, those stored under another tenant (or none): `tenant <> $n OR tenant IS NULL`. */
+export function keysOutsideTenantStatements(
+  table: TableName,
+  keyColumns: readonly string[],
+  keys: readonly unknown[][],
+  tenant: TenantFilter,
+): Statement[] {
+  return chunks(keys, batchSize(keyColumns.length, 500)).map((batch) => {
+    const params = new Parameters();
+    const column = quoteIdent(tenant.column);
+    const where = `${keyPredicate(params, keyColumns, batch)} AND (${column} <> ${params.add(tenant.value)} OR ${column} IS NULL)`;
+    return {
+      text: `SELECT ${list(keyColumns)} FROM ${quoteTable(table)} WHERE ${where}`,
+      values: params.values,
+    };
+  });
+}
+
+/** The columns of a table through the catalog, resolving the name the way a query would. */
+export function describeFromCatalog(table: TableName): Statement {
+  return {
+    text: `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, t.typname AS type_name, t.typcategory AS category
+FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+    values: [quoteTable(table)],
+  };
+}
+
+/** The columns of a table through information_schema, for engines without a full catalog. */
+export function describeFromInformationSchema(table: TableName): Statement {
+  return {
+    text: 'SELECT column_name AS name, data_type AS type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2',
+    values: [table.schema ?? 'public', table.name],
+  };
+}
+
+/** Reads the server version; fails on engines that are not PostgreSQL. */
+export const SERVER_VERSION = "SELECT current_setting('server_version_num') AS version";
+export const BEGIN = 'BEGIN';
+export const BEGIN_SNAPSHOT = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
+export const COMMIT = 'COMMIT';
+export const ROLLBACK = 'ROLLBACK';
+export const savepoint = (name: string) => `SAVEPOINT ${quoteIdent(name)}`;
+export const releaseSavepoint = (name: string) => `RELEASE SAVEPOINT ${quoteIdent(name)}`;
+export const rollbackToSavepoint = (name: string) => `ROLLBACK TO SAVEPOINT ${quoteIdent(name)}`;

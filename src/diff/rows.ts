@@ -1,0 +1,151 @@
+import type { z } from 'zod';
+import type { AnyEntity, RowOf } from '../entity/types.js';
+import { DataError, formatKey, formatValue } from '../errors.js';
+import { type Canonical, canonical, encodeKey } from './canonical.js';
+
+/** A row ready for diffing: its parsed values, its encoded key and one canonical value per column. */
+export interface PreparedRow<Row = Record<string, unknown>> {
+  /** The encoded key (see `encodeKey`). */
+  readonly key: string;
+  /** The row as the schema parsed it: what gets written. */
+  readonly row: Row;
+  /** Canonical values in `entity.columnNames` order. */
+  readonly values: readonly Canonical[];
+}
+
+/** A canonical value no parsed value produces: marks a stored value the schema rejects. */
+const UNREADABLE = '\u0000unreadable';
+
+/** The key columns and values of a row, for messages. */
+export function keyOf(
+  entity: AnyEntity,
+  row: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
+  return Object.fromEntries(entity.key.map((column) => [column, row[column]]));
+}
+
+/** The key of a prepared row as `column=value` text, for messages and samples. */
+export function describeKey(entity: AnyEntity, row: Readonly<Record<string, unknown>>): string {
+  return formatKey(keyOf(entity, row));
+}
+
+function keyIndexes(entity: AnyEntity): number[] {
+  return entity.key.map((column) => entity.columnNames.indexOf(column));
+}
+
+/**
+ * Parses source rows through the entity's schema. A row that fails, has a NULL key, repeats a
+ * key, or lies outside the tenant makes the whole entity fail: these are errors in the source
+ * data or the definition, and applying part of an entity would hide them.
+ *
+ * @throws {DataError} naming the entity, the row's key and the column.
+ */
+export function prepareSourceRows<E extends AnyEntity>(
+  entity: E,
+  rawRows: Iterable<Readonly<Record<string, unknown>>>,
+  tenant: Canonical | undefined,
+): PreparedRow<RowOf<E>>[] {
+  const seen = new Set<string>();
+  const prepared: PreparedRow<RowOf<E>>[] = [];
+  const keyAt = keyIndexes(entity);
+  const tenantAt =
+    entity.tenantColumn === undefined ? -1 : entity.columnNames.indexOf(entity.tenantColumn);
+  for (const raw of rawRows) {
+    const row = parseRow(entity, raw, 'source');
+    const values = entity.columnNames.map((column: string) => canonical(row[column]));
+    for (const index of keyAt) {
+      if (values[index] === null) {
+        const column = entity.columnNames[index] as string;
+        throw new DataError(
+          `${entity.name}: source row ${describeKey(entity, row)} has NULL in key column "${column}"`,
+          { entity: entity.name, key: keyOf(entity, row), column },
+        );
+      }
+    }
+    if (tenant !== undefined && tenantAt !== -1 && values[tenantAt] !== tenant) {
+      const column = entity.tenantColumn as string;
+      throw new DataError(
+        `${entity.name}: source row ${describeKey(entity, row)} has ${column}=${formatValue(row[column])}, outside tenant ${tenant}; the source query must filter by $1`,
+        { entity: entity.name, key: keyOf(entity, row), column },
+      );
+    }
+    const key = encodeKey(keyAt.map((index) => values[index] ?? null));
+    if (seen.has(key)) {
+      throw new DataError(
+        `${entity.name}: the source returned key ${describeKey(entity, row)} more than once; the key (${entity.key.join(', ')}) must be unique`,
+        { entity: entity.name, key: keyOf(entity, row) },
+      );
+    }
+    seen.add(key);
+    prepared.push({ key, row, values });
+  }
+  return prepared;
+}
+
+/** Parses one row, or throws a `DataError` naming the key and the first failing column. */
+export function parseRow<E extends AnyEntity>(
+  entity: E,
+  raw: Readonly<Record<string, unknown>>,
+  origin: 'source' | 'stored',
+): RowOf<E> {
+  const result = (entity.columns as z.ZodObject).safeParse(raw);
+  if (result.success) return result.data as RowOf<E>;
+  const issue = result.error.issues[0];
+  const column = typeof issue?.path[0] === 'string' ? issue.path[0] : undefined;
+  const where =
+    column === undefined ? '' : ` column "${column}" (value ${formatValue(raw[column])})`;
+  throw new DataError(
+    `${entity.name}: ${origin} row ${describeKey(entity, raw)}${where} does not match the schema: ${issue?.message ?? result.error.message}`,
+    { entity: entity.name, key: keyOf(entity, raw), column, cause: result.error },
+  );
+}
+
+/**
+ * Prepares target rows leniently: a stored value the schema rejects (a tampered row, a column
+ * whose type changed) becomes unreadable and so differs from every source value, and the row is
+ * rewritten rather than failing the run.
+ */
+export function prepareTargetRows<E extends AnyEntity>(
+  entity: E,
+  rawRows: Iterable<Readonly<Record<string, unknown>>>,
+): PreparedRow<RowOf<E>>[] {
+  const keyAt = keyIndexes(entity);
+  const shape = (entity.columns as z.ZodObject).shape as Record<string, z.ZodType>;
+  const prepared: PreparedRow<RowOf<E>>[] = [];
+  for (const raw of rawRows) {
+    const whole = (entity.columns as z.ZodObject).safeParse(raw);
+    let row: Record<string, unknown>;
+    let values: Canonical[];
+    if (whole.success) {
+      row = whole.data;
+      values = entity.columnNames.map((column: string) => canonical(row[column]));
+    } else {
+      row = {};
+      values = entity.columnNames.map((column: string, index) => {
+        const parsed = shape[column]?.safeParse(raw[column]);
+        row[column] = parsed?.success ? parsed.data : raw[column];
+        if (parsed?.success) return canonical(parsed.data);
+        return keyAt.includes(index) ? canonical(raw[column]) : UNREADABLE;
+      });
+    }
+    prepared.push({
+      key: encodeKey(keyAt.map((index) => values[index] ?? null)),
+      row: row as RowOf<E>,
+      values,
+    });
+  }
+  return prepared;
+}
+
+/** Canonical values of a subset of columns, parsed through the entity's schema leniently. */
+export function canonicalColumns(
+  entity: AnyEntity,
+  raw: Readonly<Record<string, unknown>>,
+  columns: readonly string[],
+): Canonical[] {
+  const shape = (entity.columns as z.ZodObject).shape as Record<string, z.ZodType>;
+  return columns.map((column) => {
+    const parsed = shape[column]?.safeParse(raw[column]);
+    return canonical(parsed?.success ? parsed.data : raw[column]);
+  });
+}

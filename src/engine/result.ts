@@ -1,0 +1,77 @@
+import type { TenantId } from '../db/types.js';
+import type { MeterSyncError } from '../errors.js';
+
+/** A condition worth attention that did not fail the entity; reported once per kind per entity. */
+export interface SyncWarning {
+  /**
+   * `orphaned-rows`: source rows skipped because a referenced parent row is not in the target.
+   * `held-by-other-tenant`: source rows skipped because their key is stored under another tenant.
+   * `kept-referenced-rows`: rows not deleted because rows outside this run's scope still reference them.
+   */
+  readonly code: 'orphaned-rows' | 'held-by-other-tenant' | 'kept-referenced-rows';
+  readonly message: string;
+  /** How many rows it concerns. */
+  readonly count: number;
+  /** A few of their keys, as `(column=value, …)`. */
+  readonly sampleKeys: readonly string[];
+}
+
+/** What one entity's sync did. */
+export interface EntityResult {
+  readonly status: 'ok' | 'failed';
+  /** Rows inserted into the target (would be, with `dryRun`). */
+  readonly inserted: number;
+  /** Rows updated in the target. */
+  readonly updated: number;
+  /** Rows deleted (or soft-deleted) in the target, including those removed with a deleted parent. */
+  readonly deleted: number;
+  /** Source rows not applied: orphans, keys held by another tenant. */
+  readonly skipped: number;
+  /** Source rows compared and found equal: not written. */
+  readonly unchanged: number;
+  readonly warnings: readonly SyncWarning[];
+  /** Why the entity failed; its changes were rolled back. */
+  readonly error?: MeterSyncError;
+  /** Wall time spent on this entity. */
+  readonly durationMs: number;
+}
+
+/** What a whole run did. */
+export interface SyncResult<Name extends string = string> {
+  /** `false` when any entity failed. */
+  readonly ok: boolean;
+  readonly dryRun: boolean;
+  readonly tenantId: TenantId | undefined;
+  readonly startedAt: Date;
+  readonly finishedAt: Date;
+  /** One result per entity that ran, in the order they ran. */
+  readonly entities: { readonly [N in Name]: EntityResult };
+}
+
+/** Counts of one entity, filled in as the run goes. */
+export class EntityTally {
+  inserted = 0;
+  updated = 0;
+  deleted = 0;
+  skipped = 0;
+  unchanged = 0;
+  readonly warnings: SyncWarning[] = [];
+  error: MeterSyncError | undefined;
+  durationMs = 0;
+
+  toResult(): EntityResult {
+    const { inserted, updated, deleted, skipped, unchanged, durationMs } = this;
+    const base = {
+      inserted,
+      updated,
+      deleted,
+      skipped,
+      unchanged,
+      warnings: [...this.warnings],
+      durationMs,
+    };
+    return this.error
+      ? { status: 'failed', ...base, error: this.error }
+      : { status: 'ok', ...base };
+  }
+}

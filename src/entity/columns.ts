@@ -1,0 +1,64 @@
+import { parse as parseArrayLiteral } from 'postgres-array';
+import { z } from 'zod';
+import { JsonNull, type JsonNullValue } from './json-null.js';
+import {
+  toBigInt,
+  toBoolean,
+  toDateText,
+  toDouble,
+  toInteger,
+  toNumericText,
+  toTimestampText,
+  toTimestamptzText,
+} from './pg-values.js';
+
+/**
+ * zod schemas for PostgreSQL column types. Each accepts every form a driver may hand back for
+ * its type (PostgreSQL's exact text output, or the JS values pg-mem produces) and yields one
+ * canonical JS value, so that equal values compare equal whichever side they came from.
+ *
+ * Use them in `defineEntity({ columns: z.object({ … }) })`; plain zod schemas work too, but
+ * then the comparison is only as exact as the schema's output.
+ *
+ * @example
+ * ```ts
+ * const columns = z.object({
+ *   register_id: col.bigint(),
+ *   unit: col.text().nullable(),
+ *   register: col.int(),
+ *   updated_at: col.timestamptz(),
+ * });
+ * ```
+ */
+export const col = {
+  /** `text`, `varchar`, `char`, `uuid`, `inet`…: a string. */
+  text: () => z.string(),
+  /** `smallint` / `integer`: a JS number; accepts `'502'` as well as `502`. */
+  int: () => z.preprocess(toInteger, z.number().int().min(-2147483648).max(2147483647)),
+  /** `bigint`: a JS `bigint`, exact beyond 2^53. */
+  bigint: () => z.preprocess(toBigInt, z.bigint()),
+  /** `numeric` / `decimal`: a decimal string without insignificant zeros (`'1.5'`, never a float). */
+  numeric: () => z.preprocess(toNumericText, z.string()),
+  /** `real` / `double precision`: a JS number. */
+  double: () => z.preprocess(toDouble, z.number()),
+  /** `boolean`. */
+  boolean: () => z.preprocess(toBoolean, z.boolean()),
+  /** `timestamp without time zone`: `'YYYY-MM-DDTHH:MM:SS.ffffff'`, microseconds kept. */
+  timestamp: () => z.preprocess(toTimestampText, z.string()),
+  /** `timestamp with time zone`: the instant in UTC, `'YYYY-MM-DDTHH:MM:SS.ffffffZ'`. */
+  timestamptz: () => z.preprocess(toTimestamptzText, z.string()),
+  /** `date`: `'YYYY-MM-DD'`, never shifted by the process's time zone. */
+  date: () => z.preprocess(toDateText, z.string()),
+  /**
+   * `json` / `jsonb`: any JSON value, compared by content, not key order. The JSON value `null`
+   * reads as {@link JsonNull}, so it stays distinct from SQL NULL.
+   */
+  json: () => z.union([z.custom<JsonNullValue>((value) => value === JsonNull), z.json()]),
+  /** A PostgreSQL array of `element`; accepts a JS array or an array literal such as `'{1,2}'`. */
+  array: <Element extends z.ZodType>(element: Element) =>
+    z.preprocess(
+      (value) =>
+        typeof value === 'string' && value.startsWith('{') ? parseArrayLiteral(value) : value,
+      z.array(element),
+    ),
+} as const;

@@ -1,0 +1,58 @@
+export {
+  builtInEntities,
+  builtIns,
+  device,
+  deviceRegister,
+  meter,
+  register,
+  syncSchemaSql,
+} from './builtins/index.js';
+export type { Capabilities } from './db/pg/capabilities.js';
+export type {
+  PgClient,
+  PgPool,
+  PgQueryConfig,
+  PgQueryResult,
+  PgTypeParsers,
+} from './db/pg/pool.js';
+export { createPgSyncDatabase, type PgSyncDatabase } from './db/pg/sync-database.js';
+export type {
+  ColumnInfo,
+  Scope,
+  SourceSnapshot,
+  StoredRow,
+  SyncDatabase,
+  TableDescription,
+  TenantId,
+} from './db/types.js';
+export { type PerformSyncOptions, performSync } from './engine/perform-sync.js';
+export type { EntityResult, SyncResult, SyncWarning } from './engine/result.js';
+export { col } from './entity/columns.js';
+export { defineEntity, type EntityDefinitionInput } from './entity/define.js';
+export { JsonNull, type JsonNullValue } from './entity/json-null.js';
+export { type ChildReference, createRegistry, type Registry } from './entity/registry.js';
+export type {
+  AnyEntity,
+  ColumnName,
+  ColumnsSchema,
+  Entity,
+  EntityReference,
+  EntitySource,
+  KeyOf,
+  NameOf,
+  OnMissing,
+  ReferenceInput,
+  RowOf,
+  SourceInput,
+  TableName,
+} from './entity/types.js';
+export {
+  ConfigurationError,
+  DatabaseError,
+  DataError,
+  DefinitionError,
+  type ErrorContext,
+  MeterSyncError,
+  SchemaError,
+} from './errors.js';
+export { type Logger, silentLogger } from './logger.js';

@@ -1,0 +1,99 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, inject } from 'vitest';
+
+const pools: pg.Pool[] = [];
+const databases: string[] = [];
+
+function adminPool(): pg.Pool {
+  const pool = new pg.Pool({ connectionString: inject('postgresUrl'), max: 2 });
+  pools.push(pool);
+  return pool;
+}
+
+let admin: pg.Pool | undefined;
+
+/** The connection string of a database on the test server. */
+export function databaseUrl(database: string): string {
+  const url = new URL(inject('postgresUrl'));
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+/** Creates an empty database on the test server; dropped after the file's tests. */
+export async function createDatabase(
+  prefix: string,
+): Promise<{ name: string; url: string; pool: pg.Pool }> {
+  admin ??= adminPool();
+  const name = `${prefix}_${randomBytes(4).toString('hex')}`;
+  await admin.query(`CREATE DATABASE "${name}"`);
+  databases.push(name);
+  const url = databaseUrl(name);
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  pools.push(pool);
+  return { name, url, pool };
+}
+
+/** A pool of its own on an existing database (e.g. as another role). */
+export function openPool(url: string, max = 4): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max });
+  pools.push(pool);
+  return pool;
+}
+
+afterAll(async () => {
+  await Promise.all(pools.splice(0).map((pool) => pool.end().catch(() => undefined)));
+  if (databases.length > 0) {
+    const cleanup = new pg.Client({ connectionString: inject('postgresUrl') });
+    await cleanup.connect();
+    for (const name of databases.splice(0)) {
+      await cleanup.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).catch(() => undefined);
+    }
+    await cleanup.end();
+  }
+  admin = undefined;
+});
+
+/** A seeded remote with the built-in tables and an empty sync database, on the real server. */
+export async function builtInPairOnPostgres(tenants: readonly number[] = [1, 2]) {
+  const { remoteSchemaSql } = await import('../fixtures/remote.js');
+  const { seedRemote } = await import('../fixtures/seed.js');
+  const { syncSchemaSql } = await import('../../src/index.js');
+  const remote = await createDatabase('remote');
+  await remote.pool.query(remoteSchemaSql);
+  await seedRemote(remote.pool, tenants);
+  const local = await createDatabase('local');
+  await local.pool.query(syncSchemaSql);
+  return { remote, local };
+}
+
+/** Sessions of a database that sit inside an open transaction. */
+export async function idleInTransaction(database: string): Promise<number> {
+  admin ??= adminPool();
+  const { rows } = await admin.query(
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'",
+    [database],
+  );
+  return rows[0].n;
+}
+
+/** Wraps a pool so every statement text sent through it is recorded, and a hook can run first. */
+export function recordingPool(pool: pg.Pool, before?: (text: string) => Promise<void>) {
+  const statements: string[] = [];
+  return {
+    statements,
+    pool: {
+      async connect() {
+        const client = await pool.connect();
+        return {
+          async query(config: { text: string; values?: unknown[] }) {
+            statements.push(config.text);
+            await before?.(config.text);
+            return client.query(config as pg.QueryConfig);
+          },
+          release: (error?: Error | boolean) => client.release(error),
+        };
+      },
+    },
+  };
+}
