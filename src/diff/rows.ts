@@ -94,9 +94,24 @@ export function parseRow<E extends AnyEntity>(
   const column = typeof issue?.path[0] === 'string' ? issue.path[0] : undefined;
   const where =
     column === undefined ? '' : ` column "${column}" (value ${formatValue(raw[column])})`;
+  const key = readableKey(entity, raw);
   throw new DataError(
-    `${entity.name}: ${origin} row ${describeKey(entity, raw)}${where} does not match the schema: ${issue?.message ?? result.error.message}`,
-    { entity: entity.name, key: keyOf(entity, raw), column, cause: result.error },
+    `${entity.name}: ${origin} row ${formatKey(key)}${where} does not match the schema: ${issue?.message ?? result.error.message}`,
+    { entity: entity.name, key, column, cause: result.error },
+  );
+}
+
+/** The key of a row that failed to parse: each key column parsed on its own where it can be. */
+function readableKey(
+  entity: AnyEntity,
+  raw: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
+  const shape = (entity.columns as z.ZodObject).shape as Record<string, z.ZodType>;
+  return Object.fromEntries(
+    entity.key.map((column) => {
+      const parsed = shape[column]?.safeParse(raw[column]);
+      return [column, parsed?.success ? parsed.data : raw[column]];
+    }),
   );
 }
 

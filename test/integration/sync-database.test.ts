@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { createPgSyncDatabase, defineEntity } from '../../src/index.js';
+import { createDatabase, openPool } from '../support/postgres.js';
+import { READING_DDL, reading, syncDatabaseSuite } from '../support/sync-database-suite.js';
+
+const row = { meter_id: 1n, element: 'A', tenant_id: 1, value: '1', tags: null, extra: null };
+
+describe('SyncDatabase on PostgreSQL', () => {
+  const open = async () => {
+    const { pool } = await createDatabase('syncdb');
+    await pool.query(READING_DDL);
+    return pool;
+  };
+  syncDatabaseSuite(open);
+
+  it('rolls back a transaction that throws', async () => {
+    const pool = await open();
+    const db = createPgSyncDatabase(pool);
+    await expect(
+      db.transaction(async (tx) => {
+        await tx.upsert(reading, [row]);
+        throw new Error('changed my mind');
+      }),
+    ).rejects.toThrow('changed my mind');
+    expect(await db.query(reading)).toEqual([]);
+    const open_ = await pool.query(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'",
+    );
+    expect(open_.rows[0].n).toBe(0);
+  });
+
+  it('finds tables through the search_path, or by an explicit schema', async () => {
+    const { pool, name, url } = await createDatabase('syncdb_schema');
+    await pool.query(
+      `CREATE SCHEMA "Sync Data"; ${READING_DDL.replace('TABLE reading', 'TABLE "Sync Data".reading')}`,
+    );
+    expect(await createPgSyncDatabase(pool).describe(reading)).toBeUndefined();
+    const qualified = defineEntity({
+      ...reading,
+      table: { schema: 'Sync Data', name: 'reading' },
+      key: ['meter_id', 'element'],
+    });
+    expect(await createPgSyncDatabase(pool).upsert(qualified, [row])).toBe(1);
+    await pool.query(`ALTER DATABASE ${name} SET search_path = "Sync Data", public`);
+    expect(await createPgSyncDatabase(openPool(url)).query(reading)).toEqual([row]);
+  });
+});
