@@ -42,6 +42,9 @@ export class SchemaError extends MeterSyncError {}
 /** A row's data is invalid: schema violation, NULL or duplicate key, row outside the tenant. */
 export class DataError extends MeterSyncError {}
 
+/** Another sync holds the sync lock on the target database. */
+export class LockedError extends MeterSyncError {}
+
 /** The database refused a statement or the connection failed. Carries the driver's error as `cause`. */
 export class DatabaseError extends MeterSyncError {
   /** The SQLSTATE code reported by PostgreSQL, when there is one. */

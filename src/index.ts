@@ -24,9 +24,11 @@ export type {
   SyncDatabase,
   TableDescription,
   TenantId,
+  TransactionOptions,
 } from './db/types.js';
+export type { SyncEvent, SyncEventListener } from './engine/events.js';
 export { type PerformSyncOptions, performSync } from './engine/perform-sync.js';
-export type { EntityResult, SyncResult, SyncWarning } from './engine/result.js';
+export type { EntityChanges, EntityResult, SyncResult, SyncWarning } from './engine/result.js';
 export { col } from './entity/columns.js';
 export { defineEntity, type EntityDefinitionInput } from './entity/define.js';
 export { JsonNull, type JsonNullValue } from './entity/json-null.js';
@@ -52,6 +54,7 @@ export {
   DataError,
   DefinitionError,
   type ErrorContext,
+  LockedError,
   MeterSyncError,
   SchemaError,
 } from './errors.js';

@@ -71,7 +71,15 @@ export interface SyncDatabase {
    * Runs `work` in one transaction: committed when it resolves, rolled back when it throws.
    * A nested call joins the outer transaction.
    */
-  transaction<T>(work: (db: SyncDatabase) => Promise<T>): Promise<T>;
+  transaction<T>(work: (db: SyncDatabase) => Promise<T>, options?: TransactionOptions): Promise<T>;
+}
+
+/** Limits for one transaction (PostgreSQL only; ignored by emulators). */
+export interface TransactionOptions {
+  /** `statement_timeout` for each statement, in milliseconds. */
+  readonly statementTimeoutMs?: number | undefined;
+  /** `lock_timeout`: how long a statement may wait for a row or table lock, in milliseconds. */
+  readonly lockTimeoutMs?: number | undefined;
 }
 
 /** The source side of one run: reads inside one read-only snapshot. */

@@ -3,6 +3,7 @@ import { type Canonical, canonical } from '../diff/canonical.js';
 import type { Registry } from '../entity/registry.js';
 import type { AnyEntity } from '../entity/types.js';
 import type { Logger } from '../logger.js';
+import type { SyncEvent, SyncEventListener } from './events.js';
 import { EntityTally } from './result.js';
 
 /** Keys an entity gains and loses in a dry run, so later entities see the projected target. */
@@ -11,23 +12,50 @@ export interface Projection {
   readonly removed: Set<string>;
 }
 
+/** The settings of one run. */
+export interface RunSettings {
+  readonly registry: Registry;
+  /** The entities this run syncs. */
+  readonly selected: ReadonlySet<string>;
+  readonly scope: Scope;
+  readonly logger: Logger;
+  readonly dryRun: boolean;
+  /** Record the keys of every change in the results. */
+  readonly listChanges: boolean;
+  readonly statementTimeoutMs: number | undefined;
+  readonly lockTimeoutMs: number | undefined;
+  readonly onEvent: SyncEventListener | undefined;
+}
+
 /** Everything one run shares between its entities. */
 export class RunContext {
   readonly tenant: Canonical | undefined;
+  readonly registry: Registry;
+  readonly selected: ReadonlySet<string>;
+  readonly scope: Scope;
+  readonly logger: Logger;
+  readonly dryRun: boolean;
   private readonly tallies = new Map<string, EntityTally>();
   private readonly projections = new Map<string, Projection>();
 
   constructor(
-    readonly registry: Registry,
-    /** The entities this run syncs. */
-    readonly selected: ReadonlySet<string>,
-    readonly scope: Scope,
+    readonly settings: RunSettings,
     readonly source: SourceSnapshot,
     readonly target: SyncDatabase,
-    readonly logger: Logger,
-    readonly dryRun: boolean,
   ) {
-    this.tenant = scope.tenantId === undefined ? undefined : canonical(scope.tenantId);
+    ({ registry: this.registry, selected: this.selected, scope: this.scope } = settings);
+    ({ logger: this.logger, dryRun: this.dryRun } = settings);
+    this.tenant = this.scope.tenantId === undefined ? undefined : canonical(this.scope.tenantId);
+  }
+
+  /** Tells the listener; a listener that throws is logged, never allowed to break the run. */
+  emit(event: SyncEvent): void {
+    if (!this.settings.onEvent) return;
+    try {
+      this.settings.onEvent(event);
+    } catch (error) {
+      this.logger.warn({ err: error, event: event.type }, 'sync event listener threw; ignored');
+    }
   }
 
   tally(entity: AnyEntity): EntityTally {

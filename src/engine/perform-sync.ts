@@ -1,13 +1,14 @@
 import { builtInEntities } from '../builtins/index.js';
 import type { PgPool } from '../db/pg/pool.js';
 import { openSourceSnapshot } from '../db/pg/source.js';
-import { createPgSyncDatabase } from '../db/pg/sync-database.js';
+import { createPgSyncDatabase, type PgSyncDatabase } from '../db/pg/sync-database.js';
 import type { SyncDatabase, TenantId } from '../db/types.js';
 import { createRegistry, type Registry } from '../entity/registry.js';
 import type { AnyEntity } from '../entity/types.js';
-import { ConfigurationError } from '../errors.js';
+import { ConfigurationError, LockedError } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
-import { RunContext } from './context.js';
+import { RunContext, type RunSettings } from './context.js';
+import type { SyncEventListener } from './events.js';
 import type { EntityResult, SyncResult } from './result.js';
 import { syncEntity } from './sync-entity.js';
 
@@ -27,6 +28,21 @@ export interface PerformSyncOptions<E extends AnyEntity = AnyEntity> {
   readonly logger?: Logger | undefined;
   /** Compute the same counts and warnings, write nothing. */
   readonly dryRun?: boolean | undefined;
+  /** Put the keys of every change into the results (`changes`). Default: false. */
+  readonly listChanges?: boolean | undefined;
+  /**
+   * The sync lock on the target (a PostgreSQL advisory lock held for the run), so two syncs into
+   * one database never overlap: `true` (default) rejects with `LockedError` when another sync
+   * holds it, `'wait'` waits for it, `false` skips it. Engines without advisory locks (pg-mem)
+   * have no lock.
+   */
+  readonly lock?: boolean | 'wait' | undefined;
+  /** `statement_timeout` for every statement of the run, in milliseconds (PostgreSQL). */
+  readonly statementTimeoutMs?: number | undefined;
+  /** `lock_timeout` for every target statement: how long to wait for a lock, in ms (PostgreSQL). */
+  readonly lockTimeoutMs?: number | undefined;
+  /** Receives progress events: run start, entity start / progress / end, run end. */
+  readonly onEvent?: SyncEventListener | undefined;
 }
 
 /**
@@ -37,10 +53,12 @@ export interface PerformSyncOptions<E extends AnyEntity = AnyEntity> {
  * - Each entity's writes are one transaction on the target: it is applied whole or not at all.
  *   An entity that fails is reported (and logged) and the next one still runs.
  * - Tenant-scoped entities are read, compared and deleted only within `tenantId`.
+ * - The run uses one connection on each side, and holds the sync lock on the target.
  *
  * Rejects, before any I/O, a run with invalid options (e.g. tenant-scoped entities but no
- * `tenantId`); rejects when the source or the target cannot be reached. Otherwise resolves
- * with per-entity results; `ok` is false when any entity failed.
+ * `tenantId`); rejects when the source or the target cannot be reached, or (`LockedError`) when
+ * another sync holds the lock. Otherwise resolves with per-entity results; `ok` is false when
+ * any entity failed.
  *
  * @example
  * ```ts
@@ -52,64 +70,98 @@ export async function performSync<E extends AnyEntity = (typeof builtInEntities)
   options: PerformSyncOptions<E>,
 ): Promise<SyncResult<E['name']>> {
   const { registry, selected } = resolveEntities(options);
-  const logger = options.logger ?? silentLogger;
-  const dryRun = options.dryRun ?? false;
-  const tenantId = options.tenantId;
-
-  const startedAt = new Date();
+  const settings: RunSettings = {
+    registry,
+    selected: new Set(selected.map((entity) => entity.name)),
+    scope: { tenantId: options.tenantId },
+    logger: options.logger ?? silentLogger,
+    dryRun: options.dryRun ?? false,
+    listChanges: options.listChanges ?? false,
+    statementTimeoutMs: options.statementTimeoutMs,
+    lockTimeoutMs: options.lockTimeoutMs,
+    onEvent: options.onEvent,
+  };
   const target = isSyncDatabase(options.target)
     ? options.target
     : createPgSyncDatabase(options.target);
-  const targetCapabilities =
-    'capabilities' in target && typeof target.capabilities === 'function'
-      ? await target.capabilities()
-      : undefined;
-  const source = await openSourceSnapshot(options.source);
-  logger.debug?.(
-    {
-      source: source.capabilities.engine,
-      target: targetCapabilities?.engine ?? 'custom',
-      tenantId: printable(tenantId),
-      dryRun,
-    },
-    'sync started',
-  );
+  const run = (db: SyncDatabase) => runLocked(options, settings, selected, db);
+  return isPgSyncDatabase(target) ? target.session(run) : run(target);
+}
 
-  const context = new RunContext(
-    registry,
-    new Set(selected.map((entity) => entity.name)),
-    { tenantId },
-    source,
-    target,
-    logger,
-    dryRun,
-  );
-  try {
-    for (const entity of selected) await syncEntity(context, entity);
-  } finally {
-    await source.close();
+async function runLocked<E extends AnyEntity>(
+  options: PerformSyncOptions<E>,
+  settings: RunSettings,
+  selected: readonly E[],
+  target: SyncDatabase,
+): Promise<SyncResult<E['name']>> {
+  const { logger, dryRun } = settings;
+  const lock = options.lock ?? true;
+  const locking = lock !== false && isPgSyncDatabase(target);
+  if (locking && !(await target.lock(lock === 'wait'))) {
+    throw new LockedError(
+      'another sync holds the sync lock on the target database; try again when it has finished',
+    );
   }
-
-  const entities = Object.fromEntries(
-    selected.map((entity) => [entity.name, context.tally(entity).toResult()]),
-  ) as Record<E['name'], EntityResult>;
-  const failed = Object.values<EntityResult>(entities).filter(
-    (result) => result.status === 'failed',
-  ).length;
-  const finishedAt = new Date();
-  logger.info(
-    {
-      ok: failed === 0,
-      failed,
-      entities: selected.length,
-      ms: finishedAt.getTime() - startedAt.getTime(),
+  try {
+    const startedAt = new Date();
+    const source = await openSourceSnapshot(options.source, {
+      statementTimeoutMs: settings.statementTimeoutMs,
+    });
+    const targetEngine = isPgSyncDatabase(target) ? (await target.capabilities()).engine : 'custom';
+    logger.debug?.(
+      {
+        source: source.capabilities.engine,
+        target: targetEngine,
+        tenantId: printable(options.tenantId),
+        dryRun,
+      },
+      'sync started',
+    );
+    const context = new RunContext(settings, source, target);
+    context.emit({
+      type: 'run-start',
+      entities: [...settings.selected],
+      tenantId: options.tenantId,
       dryRun,
-    },
-    failed === 0
-      ? 'sync finished'
-      : `sync finished with ${failed} failed entit${failed === 1 ? 'y' : 'ies'}`,
-  );
-  return { ok: failed === 0, dryRun, tenantId, startedAt, finishedAt, entities };
+    });
+    try {
+      for (const entity of selected) await syncEntity(context, entity);
+    } finally {
+      await source.close();
+    }
+
+    const entities = Object.fromEntries(
+      selected.map((entity) => [entity.name, context.tally(entity).toResult()]),
+    ) as Record<E['name'], EntityResult>;
+    const failed = Object.values<EntityResult>(entities).filter(
+      (result) => result.status === 'failed',
+    ).length;
+    const finishedAt = new Date();
+    logger.info(
+      {
+        ok: failed === 0,
+        failed,
+        entities: selected.length,
+        ms: finishedAt.getTime() - startedAt.getTime(),
+        dryRun,
+      },
+      failed === 0
+        ? 'sync finished'
+        : `sync finished with ${failed} failed entit${failed === 1 ? 'y' : 'ies'}`,
+    );
+    const result: SyncResult<E['name']> = {
+      ok: failed === 0,
+      dryRun,
+      tenantId: options.tenantId,
+      startedAt,
+      finishedAt,
+      entities,
+    };
+    context.emit({ type: 'run-end', result });
+    return result;
+  } finally {
+    if (locking) await target.unlock().catch(() => undefined);
+  }
 }
 
 /** Validates the options that need no I/O and picks the entities to run. */
@@ -147,6 +199,11 @@ function resolveEntities<E extends AnyEntity>(
 
 function isRegistry<E extends AnyEntity>(value: Registry<E> | readonly E[]): value is Registry<E> {
   return !Array.isArray(value) && typeof (value as Registry<E>).select === 'function';
+}
+
+function isPgSyncDatabase(value: SyncDatabase): value is PgSyncDatabase {
+  const candidate = value as Partial<PgSyncDatabase>;
+  return typeof candidate.session === 'function' && typeof candidate.lock === 'function';
 }
 
 /** A `SyncDatabase` rather than a pool: it has the engine's write operations. */

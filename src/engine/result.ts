@@ -16,6 +16,13 @@ export interface SyncWarning {
   readonly sampleKeys: readonly string[];
 }
 
+/** The keys an entity's sync changed (or would change, in a dry run). */
+export interface EntityChanges {
+  readonly inserted: readonly string[];
+  readonly updated: readonly string[];
+  readonly deleted: readonly string[];
+}
+
 /** What one entity's sync did. */
 export interface EntityResult {
   readonly status: 'ok' | 'failed';
@@ -32,6 +39,8 @@ export interface EntityResult {
   readonly warnings: readonly SyncWarning[];
   /** Why the entity failed; its changes were rolled back. */
   readonly error?: MeterSyncError;
+  /** The keys of the changes, as `(column=value, …)`, when the run was asked to list them. */
+  readonly changes?: EntityChanges;
   /** Wall time spent on this entity. */
   readonly durationMs: number;
 }
@@ -58,6 +67,8 @@ export class EntityTally {
   readonly warnings: SyncWarning[] = [];
   error: MeterSyncError | undefined;
   durationMs = 0;
+  /** Filled only when the run lists changes. */
+  changes: { inserted: string[]; updated: string[]; deleted: string[] } | undefined;
 
   toResult(): EntityResult {
     const { inserted, updated, deleted, skipped, unchanged, durationMs } = this;
@@ -69,6 +80,7 @@ export class EntityTally {
       unchanged,
       warnings: [...this.warnings],
       durationMs,
+      ...(this.changes ? { changes: this.changes } : {}),
     };
     return this.error
       ? { status: 'failed', ...base, error: this.error }

@@ -11,7 +11,7 @@ import {
   prepareTargetRows,
 } from '../diff/rows.js';
 import type { AnyEntity } from '../entity/types.js';
-import { MeterSyncError, SchemaError } from '../errors.js';
+import { formatKey, MeterSyncError, SchemaError } from '../errors.js';
 import type { RunContext } from './context.js';
 import { type DeletionPlan, type Orphan, planDeletion, splitOrphans } from './references.js';
 import type { EntityTally, SyncWarning } from './result.js';
@@ -39,12 +39,21 @@ export async function syncEntity(context: RunContext, entity: AnyEntity): Promis
   const tally = context.tally(entity);
   const started = performance.now();
   const scope = context.scopeOf(entity);
+  context.emit({ type: 'entity-start', entity: entity.name });
   try {
     const rawRows = await context.source.read(entity, scope);
+    context.emit({
+      type: 'entity-progress',
+      entity: entity.name,
+      phase: 'reading',
+      rows: rawRows.length,
+    });
     const tenant = entity.tenantColumn === undefined ? undefined : context.tenant;
     const sourceRows = prepareSourceRows(entity, rawRows, tenant);
-    const outcome = await context.target.transaction((db) =>
-      decideAndApply(context, db, entity, scope, sourceRows),
+    const { statementTimeoutMs, lockTimeoutMs } = context.settings;
+    const outcome = await context.target.transaction(
+      (db) => decideAndApply(context, db, entity, scope, sourceRows),
+      { statementTimeoutMs, lockTimeoutMs },
     );
     record(context, entity, tally, outcome);
     tally.durationMs = performance.now() - started;
@@ -79,6 +88,7 @@ export async function syncEntity(context: RunContext, entity: AnyEntity): Promis
       'entity failed; its changes were rolled back',
     );
   }
+  context.emit({ type: 'entity-end', entity: entity.name, result: tally.toResult() });
 }
 
 async function decideAndApply(
@@ -95,6 +105,12 @@ async function decideAndApply(
   );
   const { kept, orphans } = await splitOrphans(context, db, entity, sourceRows);
   const plan = planChanges(kept, targetRows, softDeleteOf(entity));
+  context.emit({
+    type: 'entity-progress',
+    entity: entity.name,
+    phase: 'comparing',
+    rows: sourceRows.length,
+  });
 
   const elsewhere = await keysStoredElsewhere(db, entity, plan.inserts, scope);
   const inserts = plan.inserts.filter((row) => !elsewhere.has(row.key));
@@ -130,6 +146,9 @@ async function decideAndApply(
       [...inserts, ...plan.updates].map((row) => row.row),
       scope,
     );
+    const written =
+      inserts.length + plan.updates.length + deletion.deletable.length + plan.softDeletes.length;
+    context.emit({ type: 'entity-progress', entity: entity.name, phase: 'writing', rows: written });
   }
   return { plan, inserts, heldElsewhere, orphans, deletion };
 }
@@ -191,6 +210,19 @@ function record(context: RunContext, entity: AnyEntity, tally: EntityTally, outc
   tally.deleted += deletion.deletable.length + plan.softDeletes.length;
   tally.unchanged += plan.unchanged + deletion.kept.length;
   tally.skipped += orphans.length + heldElsewhere.length;
+  if (context.settings.listChanges) {
+    const keys = (rows: readonly PreparedRow<Row>[]) =>
+      rows.map((row) => describeKey(entity, row.row));
+    for (const cascade of deletion.cascades) {
+      const changes = context.tally(cascade.entity);
+      changes.changes ??= { inserted: [], updated: [], deleted: [] };
+      changes.changes.deleted.push(...cascade.keys.map((key) => formatKey(key)));
+    }
+    tally.changes ??= { inserted: [], updated: [], deleted: [] };
+    tally.changes.inserted.push(...keys(inserts));
+    tally.changes.updated.push(...keys(plan.updates));
+    tally.changes.deleted.push(...keys(deletion.deletable), ...keys(plan.softDeletes));
+  }
 
   const warn = (warning: SyncWarning) => {
     tally.warnings.push(warning);

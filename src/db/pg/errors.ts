@@ -10,7 +10,8 @@ const ADVICE: Record<string, string> = {
   '22001': 'a value is too long for the target column; widen the column',
   '25006': 'the source is read-only; source.query must not write',
   '42501': 'the role lacks a privilege; the source needs SELECT, the target INSERT, UPDATE, DELETE',
-  '57014': 'the statement was cancelled (statement_timeout or lock_timeout)',
+  '57014': 'the statement was cancelled (statement_timeout)',
+  '55P03': 'a lock was not granted in time (lock_timeout); another session holds it',
   '40001': 'a concurrent transaction conflicted; the next run retries',
 };
 

@@ -13,6 +13,7 @@ import {
   savepoint,
   selectFromQuery,
   selectStatement,
+  setLocal,
 } from './sql.js';
 import { typeParsersFor } from './type-parsers.js';
 
@@ -29,7 +30,10 @@ const READ_SAVEPOINT = 'meter_sync_read';
  * control statements are sent, so a role with SELECT privilege is enough. A failed read is rolled
  * back to a savepoint so the next entity can still read.
  */
-export async function openSourceSnapshot(pool: PgPool): Promise<PgSourceSnapshot> {
+export async function openSourceSnapshot(
+  pool: PgPool,
+  options: { readonly statementTimeoutMs?: number | undefined } = {},
+): Promise<PgSourceSnapshot> {
   let client: PgClient;
   try {
     client = await pool.connect();
@@ -40,6 +44,9 @@ export async function openSourceSnapshot(pool: PgPool): Promise<PgSourceSnapshot
   try {
     capabilities = await detectCapabilities(client);
     await client.query({ text: BEGIN_SNAPSHOT });
+    if (options.statementTimeoutMs !== undefined && capabilities.engine === 'postgresql') {
+      await client.query(setLocal('statement_timeout', options.statementTimeoutMs));
+    }
   } catch (error) {
     client.release(error instanceof Error ? error : true);
     throw databaseError(error, undefined, 'starting the source snapshot');

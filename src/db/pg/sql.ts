@@ -205,6 +205,19 @@ export function describeFromInformationSchema(table: TableName): Statement {
   };
 }
 
+/** Sets a setting for the current transaction only; the value is bound, not spliced. */
+export function setLocal(setting: string, value: string | number): Statement {
+  return { text: 'SELECT set_config($1, $2, true)', values: [setting, String(value)] };
+}
+
+/** The sync lock's advisory-lock key: 'msyn' as an int4, and 0. Visible in pg_locks. */
+export const RUN_LOCK_KEY = [1836284270, 0] as const;
+export const RUN_LOCK = {
+  try: { text: 'SELECT pg_try_advisory_lock($1, $2) AS locked', values: [...RUN_LOCK_KEY] },
+  wait: { text: 'SELECT pg_advisory_lock($1, $2)', values: [...RUN_LOCK_KEY] },
+  release: { text: 'SELECT pg_advisory_unlock($1, $2)', values: [...RUN_LOCK_KEY] },
+} as const satisfies Record<string, Statement>;
+
 /** Reads the server version; fails on engines that are not PostgreSQL. */
 export const SERVER_VERSION = "SELECT current_setting('server_version_num') AS version";
 export const BEGIN = 'BEGIN';

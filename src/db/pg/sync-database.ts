@@ -1,7 +1,14 @@
 import { parseRow } from '../../diff/rows.js';
 import type { AnyEntity, KeyOf, RowOf } from '../../entity/types.js';
 import { DatabaseError, MeterSyncError, sqlState } from '../../errors.js';
-import type { ColumnInfo, Scope, StoredRow, SyncDatabase, TableDescription } from '../types.js';
+import type {
+  ColumnInfo,
+  Scope,
+  StoredRow,
+  SyncDatabase,
+  TableDescription,
+  TransactionOptions,
+} from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
 import { databaseError } from './errors.js';
 import { toParameter } from './params.js';
@@ -15,19 +22,38 @@ import {
   keysOutsideTenantStatements,
   quoteTable,
   ROLLBACK,
+  RUN_LOCK,
   type Statement,
   selectStatement,
+  setLocal,
   type TenantFilter,
   updateStatements,
   upsertStatements,
 } from './sql.js';
 import { typeParsersFor } from './type-parsers.js';
 
-/** A `SyncDatabase` on PostgreSQL that also tells what engine it runs on. */
+/** A `SyncDatabase` on a pg-compatible pool, with what only PostgreSQL sessions can do. */
 export interface PgSyncDatabase extends SyncDatabase {
   /** What the engine can do (detected on first use). */
   capabilities(): Promise<Capabilities>;
-  transaction<T>(work: (db: PgSyncDatabase) => Promise<T>): Promise<T>;
+  transaction<T>(
+    work: (db: PgSyncDatabase) => Promise<T>,
+    options?: TransactionOptions,
+  ): Promise<T>;
+  /**
+   * Runs `work` on one dedicated connection: every operation and transaction inside uses it.
+   * A sync runs in one session, so it needs a single target connection.
+   */
+  session<T>(work: (db: PgSyncDatabase) => Promise<T>): Promise<T>;
+  /**
+   * Inside a session: takes the sync lock, a session-level advisory lock on the target
+   * (`pg_advisory_lock(1836219758, 0)`), so two syncs into one database never overlap. With
+   * `wait`, blocks until it is free; otherwise returns false when another session holds it.
+   * Returns true without locking on engines without advisory locks (pg-mem).
+   */
+  lock(wait: boolean): Promise<boolean>;
+  /** Releases the sync lock taken by `lock`. */
+  unlock(): Promise<void>;
 }
 
 /**
@@ -52,31 +78,27 @@ export function createPgSyncDatabase(pool: PgPool): PgSyncDatabase {
     });
     return detected;
   };
-  const transaction = async <T>(work: (db: PgSyncDatabase) => Promise<T>): Promise<T> => {
-    await capabilities();
-    return withClient(pool, async (client) => {
-      await client.query({ text: BEGIN });
-      const inner: PgSyncDatabase = makeDatabase(
-        capabilities,
-        (w) => w(client),
-        (w) => w(inner),
-        new Map(),
-      );
-      let result: T;
-      try {
-        result = await work(inner);
-      } catch (error) {
-        let connectionError: unknown;
-        await client.query({ text: ROLLBACK }).catch((rollbackError: unknown) => {
-          connectionError = rollbackError;
-        });
-        throw new TransactionAborted(error, connectionError);
-      }
-      await client.query({ text: COMMIT });
-      return result;
-    });
-  };
-  return makeDatabase(capabilities, (work) => withClient(pool, work), transaction, undefined);
+  return makeDatabase({
+    pool,
+    capabilities,
+    client: undefined,
+    session: undefined,
+    inTransaction: false,
+    descriptions: undefined,
+  });
+}
+
+/** Where a database handle runs its statements. */
+interface Connection {
+  readonly pool: PgPool;
+  readonly capabilities: () => Promise<Capabilities>;
+  /** The dedicated connection of a session or transaction; none: a pooled one per operation. */
+  readonly client: PgClient | undefined;
+  /** Set inside a session: records a connection-level failure so the session destroys it. */
+  readonly session: { broken: Error | undefined } | undefined;
+  readonly inTransaction: boolean;
+  /** Table descriptions, cached for the life of a transaction. */
+  readonly descriptions: Map<string, Promise<TableDescription | undefined>> | undefined;
 }
 
 /** A transaction's failure, with the ROLLBACK's own failure if the connection was lost. */
@@ -121,20 +143,20 @@ function connectionFailure(error: unknown): Error | undefined {
 
 const asError = (value: unknown) => (value instanceof Error ? value : new Error(String(value)));
 
-type Run = <T>(work: (client: PgClient) => Promise<T>) => Promise<T>;
+function makeDatabase(connection: Connection): PgSyncDatabase {
+  const { pool, capabilities, descriptions } = connection;
+  const run = <T>(work: (client: PgClient) => Promise<T>): Promise<T> =>
+    connection.client ? work(connection.client) : withClient(pool, work);
 
-function makeDatabase(
-  capabilities: () => Promise<Capabilities>,
-  run: Run,
-  transaction: <T>(work: (db: PgSyncDatabase) => Promise<T>) => Promise<T>,
-  /** Table descriptions, cached for the life of a transaction; not cached outside one. */
-  descriptions: Map<string, Promise<TableDescription | undefined>> | undefined,
-): PgSyncDatabase {
   const execute = async (client: PgClient, statement: Statement) =>
     client.query({ ...statement, ...typeParsersFor(await capabilities()) });
 
   /** Runs statements in order, wrapping a failure with the entity and the action. */
-  const executeAll = (entity: AnyEntity, action: string, statements: readonly Statement[]) =>
+  const executeAll = (
+    entity: AnyEntity | undefined,
+    action: string,
+    statements: readonly Statement[],
+  ) =>
     run(async (client) => {
       const rows: StoredRow[] = [];
       let count = 0;
@@ -144,7 +166,9 @@ function makeDatabase(
           count += result.rowCount ?? 0;
           rows.push(...(result.rows as StoredRow[]));
         } catch (error) {
-          throw databaseError(error, entity.name, action);
+          if (connection.session && sqlState(error) === undefined)
+            connection.session.broken ??= asError(error);
+          throw databaseError(error, entity?.name, action);
         }
       }
       return { count, rows };
@@ -177,7 +201,70 @@ function makeDatabase(
 
   const db: PgSyncDatabase = {
     capabilities,
-    transaction,
+
+    async transaction<T>(
+      work: (db: PgSyncDatabase) => Promise<T>,
+      options: TransactionOptions = {},
+    ) {
+      if (connection.inTransaction) return work(db);
+      const caps = await capabilities();
+      return run(async (client) => {
+        await client.query({ text: BEGIN });
+        const inner = makeDatabase({
+          ...connection,
+          client,
+          inTransaction: true,
+          descriptions: new Map(),
+        });
+        let result: T;
+        try {
+          if (caps.engine === 'postgresql') {
+            for (const statement of timeoutSettings(options)) await client.query(statement);
+          }
+          result = await work(inner);
+        } catch (error) {
+          let connectionError: unknown;
+          await client.query({ text: ROLLBACK }).catch((rollbackError: unknown) => {
+            connectionError = rollbackError;
+          });
+          if (!connection.session) throw new TransactionAborted(error, connectionError);
+          if (connectionError !== undefined) connection.session.broken ??= asError(connectionError);
+          throw error;
+        }
+        await client.query({ text: COMMIT });
+        return result;
+      });
+    },
+
+    async session<T>(work: (db: PgSyncDatabase) => Promise<T>) {
+      if (connection.client) return work(db);
+      await capabilities();
+      const client = await pool.connect();
+      const session = { broken: undefined as Error | undefined };
+      try {
+        return await work(makeDatabase({ ...connection, client, session }));
+      } catch (error) {
+        session.broken ??= connectionFailure(error);
+        throw error;
+      } finally {
+        client.release(session.broken);
+      }
+    },
+
+    async lock(wait: boolean) {
+      if (!connection.client)
+        throw new Error('lock() needs a session: call it inside db.session()');
+      if ((await capabilities()).engine !== 'postgresql') return true;
+      const { rows } = await executeAll(undefined, 'taking the sync lock', [
+        RUN_LOCK[wait ? 'wait' : 'try'],
+      ]);
+      return wait || rows[0]?.locked === true;
+    },
+
+    async unlock() {
+      if (!connection.client || (await capabilities()).engine !== 'postgresql') return;
+      await executeAll(undefined, 'releasing the sync lock', [RUN_LOCK.release]);
+    },
 
     async scan(entity, options = {}) {
       const columns = options.columns ?? entity.columnNames;
@@ -266,6 +353,16 @@ function makeDatabase(
     },
   };
   return db;
+}
+
+function timeoutSettings(options: TransactionOptions): Statement[] {
+  const settings: Statement[] = [];
+  if (options.statementTimeoutMs !== undefined) {
+    settings.push(setLocal('statement_timeout', options.statementTimeoutMs));
+  }
+  if (options.lockTimeoutMs !== undefined)
+    settings.push(setLocal('lock_timeout', options.lockTimeoutMs));
+  return settings;
 }
 
 function columnKind(row: StoredRow): ColumnInfo['kind'] {
