@@ -1,5 +1,6 @@
-import type { PgClient } from './pool.js';
-import { SERVER_VERSION } from './sql.js';
+import type { PgClient, PgPool } from './pool.js';
+import { SERVER_VERSION, TYPE_PARSER_PROBE } from './sql.js';
+import { exactTypeParsers } from './type-parsers.js';
 
 /** What the connected engine can do; decides which SQL the library sends. */
 export interface Capabilities {
@@ -11,6 +12,11 @@ export interface Capabilities {
   readonly transactional: boolean;
   /** Whether the system catalog (`pg_attribute`, `to_regclass`) can describe tables. */
   readonly catalog: boolean;
+  /**
+   * Whether the driver takes per-query type parsers. node-postgres does; pg-mem and PGlite's
+   * node-postgres adapter do not, and there the driver's global parsers decode values.
+   */
+  readonly typeParsers: boolean;
 }
 
 const EMULATED: Capabilities = {
@@ -18,20 +24,42 @@ const EMULATED: Capabilities = {
   serverVersion: undefined,
   transactional: false,
   catalog: false,
+  typeParsers: false,
 };
 
 /**
- * Asks the engine for its version. Must run outside a transaction: on an engine that lacks
- * `current_setting` the failed statement would otherwise abort it.
+ * Asks the engine on a connection of its own: its version, then whether the driver takes
+ * per-query type parsers. The probe's connection is destroyed when the probe fails, because
+ * a driver that rejects the parsers (PGlite's adapter) is left unusable by the attempt.
  */
-export async function detectCapabilities(client: PgClient): Promise<Capabilities> {
+export async function detectCapabilities(pool: PgPool): Promise<Capabilities> {
+  const client = await pool.connect();
   let version: number;
   try {
     const result = await client.query({ text: SERVER_VERSION });
     version = Number(result.rows[0]?.version);
   } catch {
+    client.release();
     return EMULATED;
   }
-  if (!Number.isFinite(version)) return EMULATED;
-  return { engine: 'postgresql', serverVersion: version, transactional: true, catalog: true };
+  if (!Number.isFinite(version)) {
+    client.release();
+    return EMULATED;
+  }
+  let typeParsers = false;
+  try {
+    // The await sits inside try: PGlite's adapter throws synchronously here.
+    const result = await client.query({ ...TYPE_PARSER_PROBE, types: exactTypeParsers });
+    typeParsers = result.rows[0]?.probe === '9007199254740993';
+    client.release();
+  } catch (error) {
+    client.release(error instanceof Error ? error : true);
+  }
+  return {
+    engine: 'postgresql',
+    serverVersion: version,
+    transactional: true,
+    catalog: true,
+    typeParsers,
+  };
 }

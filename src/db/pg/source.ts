@@ -34,15 +34,15 @@ export async function openSourceSnapshot(
   pool: PgPool,
   options: { readonly statementTimeoutMs?: number | undefined } = {},
 ): Promise<PgSourceSnapshot> {
+  let capabilities: Capabilities;
   let client: PgClient;
   try {
+    capabilities = await detectCapabilities(pool);
     client = await pool.connect();
   } catch (error) {
     throw databaseError(error, undefined, 'connecting to the source');
   }
-  let capabilities: Capabilities;
   try {
-    capabilities = await detectCapabilities(client);
     await client.query({ text: BEGIN_SNAPSHOT });
     if (options.statementTimeoutMs !== undefined && capabilities.engine === 'postgresql') {
       await client.query(setLocal('statement_timeout', options.statementTimeoutMs));

@@ -72,7 +72,7 @@ export interface PgSyncDatabase extends SyncDatabase {
 export function createPgSyncDatabase(pool: PgPool): PgSyncDatabase {
   let detected: Promise<Capabilities> | undefined;
   const capabilities = () => {
-    detected ??= withClient(pool, detectCapabilities).catch((error: unknown) => {
+    detected ??= detectCapabilities(pool).catch((error: unknown) => {
       detected = undefined;
       throw databaseError(error, undefined, 'connecting to the sync database');
     });

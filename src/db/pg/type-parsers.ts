@@ -65,14 +65,21 @@ const ARRAYS: Record<number, Parser> = {
   2951: arrayOf(asText),
 };
 
-export const exactTypeParsers: PgTypeParsers = {
-  getTypeParser(oid: number, format?: string): Parser {
-    if (format === 'binary') return asText;
-    return SCALARS[oid] ?? ARRAYS[oid] ?? asText;
-  },
-};
+function getTypeParser(oid: number, format?: string): Parser {
+  if (format === 'binary') return asText;
+  return SCALARS[oid] ?? ARRAYS[oid] ?? asText;
+}
 
-/** The query-config part that selects these parsers; pg-mem rejects per-query parsers, so none there. */
+/**
+ * node-postgres also hands a query's `types` to its Parse message as the list of parameter
+ * types. An empty array that carries `getTypeParser` reads as "no parameter types" there, in
+ * node-postgres's serializer and in PGlite's adapter alike (which rejects a plain object).
+ */
+export const exactTypeParsers: PgTypeParsers = Object.freeze(
+  Object.assign([] as unknown[], { getTypeParser }),
+);
+
+/** The query-config part that selects these parsers, on drivers that take them. */
 export function typeParsersFor(capabilities: Capabilities): { types?: PgTypeParsers } {
-  return capabilities.engine === 'postgresql' ? { types: exactTypeParsers } : {};
+  return capabilities.typeParsers ? { types: exactTypeParsers } : {};
 }
