@@ -19,6 +19,12 @@ export interface ColumnInfo {
   readonly type: string;
   /** How values are sent for this column: JSON text, a PostgreSQL array, or as they are. */
   readonly kind: 'json' | 'array' | 'scalar';
+  /** `pg_type.typname` (e.g. `int8`, `_text`), where the catalog tells. */
+  readonly typeName?: string | undefined;
+  /** `pg_type.typcategory` (`A` for arrays), where the catalog tells. */
+  readonly category?: string | undefined;
+  /** For arrays, the element's `typname`, where the catalog tells. */
+  readonly elementTypeName?: string | undefined;
 }
 
 /** The columns of a target table, by name. `undefined` from `describe` means the table is missing. */

@@ -1,6 +1,6 @@
 import type { StoredRow, SyncDatabase } from '../db/types.js';
 import { type Canonical, encodeKey } from '../diff/canonical.js';
-import { canonicalColumns, type PreparedRow } from '../diff/rows.js';
+import { canonicalColumns, type PreparedRow, prepareTargetRows } from '../diff/rows.js';
 import type { AnyEntity, EntityReference } from '../entity/types.js';
 import type { RunContext } from './context.js';
 
@@ -219,6 +219,10 @@ export async function planDeletion<Row extends Record<string, unknown>>(
   };
 }
 
+/** The key of a stored row, each column parsed through the schema where it can be. */
 function keyValues(entity: AnyEntity, stored: StoredRow): Record<string, unknown> {
-  return Object.fromEntries(entity.key.map((column) => [column, stored[column]]));
+  const [parsed] = prepareTargetRows(entity, [stored]);
+  return Object.fromEntries(
+    entity.key.map((column) => [column, parsed?.row[column] ?? stored[column]]),
+  );
 }

@@ -1,39 +1,17 @@
-import type { z } from 'zod';
-import type { Scope, SyncDatabase } from '../db/types.js';
-import { canonical, encodeKey } from '../diff/canonical.js';
-import { type Plan, planChanges, type SoftDelete } from '../diff/plan.js';
-import {
-  canonicalColumns,
-  describeKey,
-  keyOf,
-  type PreparedRow,
-  prepareSourceRows,
-  prepareTargetRows,
-} from '../diff/rows.js';
+import type { PgSyncDatabase } from '../db/pg/sync-database.js';
+import type { SyncDatabase } from '../db/types.js';
 import type { AnyEntity } from '../entity/types.js';
-import { formatKey, MeterSyncError, SchemaError } from '../errors.js';
+import { MeterSyncError, SchemaError } from '../errors.js';
 import type { RunContext } from './context.js';
-import { type DeletionPlan, type Orphan, planDeletion, splitOrphans } from './references.js';
-import type { EntityTally, SyncWarning } from './result.js';
-
-type Row = Record<string, unknown>;
-
-/** What an entity's transaction decided, counted only once it committed. */
-interface Outcome {
-  readonly plan: Plan<Row>;
-  readonly inserts: readonly PreparedRow<Row>[];
-  readonly heldElsewhere: readonly PreparedRow<Row>[];
-  readonly orphans: readonly Orphan<Row>[];
-  readonly deletion: DeletionPlan<Row>;
-}
-
-const SAMPLE_KEYS = 5;
+import { syncInMemory } from './in-memory.js';
+import { type Outcome, recordOutcome } from './outcome.js';
+import { chooseSetBased, syncSetBased } from './set-based.js';
 
 /**
- * Syncs one entity: reads its rows from the source snapshot, then in ONE target transaction
- * diffs them against the target, removes orphans, deletes (children first), soft-deletes and
- * upserts. Any failure rolls the transaction back and is recorded; it never escapes, so the
- * next entity still runs.
+ * Syncs one entity in ONE target transaction: checks the target table, then takes the set-based
+ * path (PostgreSQL on both sides) or the in-memory one, which read the source snapshot, compare,
+ * remove orphans, delete (children first), soft-delete and upsert. Any failure rolls the
+ * transaction back and is recorded; it never escapes, so the next entity still runs.
  */
 export async function syncEntity(context: RunContext, entity: AnyEntity): Promise<void> {
   const tally = context.tally(entity);
@@ -41,21 +19,34 @@ export async function syncEntity(context: RunContext, entity: AnyEntity): Promis
   const scope = context.scopeOf(entity);
   context.emit({ type: 'entity-start', entity: entity.name });
   try {
-    const rawRows = await context.source.read(entity, scope);
-    context.emit({
-      type: 'entity-progress',
-      entity: entity.name,
-      phase: 'reading',
-      rows: rawRows.length,
-    });
-    const tenant = entity.tenantColumn === undefined ? undefined : context.tenant;
-    const sourceRows = prepareSourceRows(entity, rawRows, tenant);
     const { statementTimeoutMs, lockTimeoutMs } = context.settings;
     const outcome = await context.target.transaction(
-      (db) => decideAndApply(context, db, entity, scope, sourceRows),
+      async (db): Promise<Outcome> => {
+        const description = await checkTargetTable(db, entity);
+        const choice = isPg(db)
+          ? await chooseSetBased(context, entity, db, description)
+          : ({ use: false, reason: 'the target is a custom SyncDatabase' } as const);
+        context.logger.debug?.(
+          {
+            entity: entity.name,
+            path: choice.use ? 'set-based' : 'in-memory',
+            ...(choice.use ? {} : { reason: choice.reason }),
+          },
+          'entity path chosen',
+        );
+        if (choice.use && isPg(db))
+          return syncSetBased(context, db, entity, scope, choice.shape, []);
+        return syncInMemory(
+          context,
+          db,
+          entity,
+          scope,
+          choice.use || !choice.warning ? [] : [choice.warning],
+        );
+      },
       { statementTimeoutMs, lockTimeoutMs },
     );
-    record(context, entity, tally, outcome);
+    recordOutcome(context, entity, tally, outcome);
     tally.durationMs = performance.now() - started;
     const { inserted, updated, deleted, skipped, unchanged } = tally;
     context.logger.info(
@@ -91,70 +82,12 @@ export async function syncEntity(context: RunContext, entity: AnyEntity): Promis
   context.emit({ type: 'entity-end', entity: entity.name, result: tally.toResult() });
 }
 
-async function decideAndApply(
-  context: RunContext,
-  db: SyncDatabase,
-  entity: AnyEntity,
-  scope: Scope,
-  sourceRows: readonly PreparedRow<Row>[],
-): Promise<Outcome> {
-  await checkTargetTable(db, entity);
-  const projected = context.dryRun ? context.projection(entity).removed : undefined;
-  const targetRows = prepareTargetRows(entity, await db.scan(entity, { scope })).filter(
-    (row) => !projected?.has(row.key),
-  );
-  const { kept, orphans } = await splitOrphans(context, db, entity, sourceRows);
-  const plan = planChanges(kept, targetRows, softDeleteOf(entity));
-  context.emit({
-    type: 'entity-progress',
-    entity: entity.name,
-    phase: 'comparing',
-    rows: sourceRows.length,
-  });
-
-  const elsewhere = await keysStoredElsewhere(db, entity, plan.inserts, scope);
-  const inserts = plan.inserts.filter((row) => !elsewhere.has(row.key));
-  const heldElsewhere = plan.inserts.filter((row) => elsewhere.has(row.key));
-  const deletion = await planDeletion(context, db, entity, plan.deletes);
-
-  if (context.dryRun) {
-    for (const cascade of deletion.cascades)
-      addAll(context.projection(cascade.entity).removed, cascade.encodedKeys);
-    addAll(
-      context.projection(entity).removed,
-      deletion.deletable.map((row) => row.key),
-    );
-    addAll(
-      context.projection(entity).added,
-      inserts.map((row) => row.key),
-    );
-  } else {
-    for (const cascade of deletion.cascades) {
-      await db.deleteByKey(cascade.entity, cascade.keys, context.scopeOf(cascade.entity));
-    }
-    await db.deleteByKey(
-      entity,
-      deletion.deletable.map((row) => keyOf(entity, row.row)),
-      scope,
-    );
-    if (entity.onMissing !== 'delete' && plan.softDeletes.length > 0) {
-      const keys = plan.softDeletes.map((row) => keyOf(entity, row.row));
-      await db.updateByKey(entity, keys, entity.onMissing.set, scope);
-    }
-    await db.upsert(
-      entity,
-      [...inserts, ...plan.updates].map((row) => row.row),
-      scope,
-    );
-    const written =
-      inserts.length + plan.updates.length + deletion.deletable.length + plan.softDeletes.length;
-    context.emit({ type: 'entity-progress', entity: entity.name, phase: 'writing', rows: written });
-  }
-  return { plan, inserts, heldElsewhere, orphans, deletion };
+function isPg(db: SyncDatabase): db is PgSyncDatabase {
+  return typeof (db as Partial<PgSyncDatabase>).connection === 'function';
 }
 
 /** Fails before any write when the target table or one of the synced columns is missing. */
-async function checkTargetTable(db: SyncDatabase, entity: AnyEntity): Promise<void> {
+async function checkTargetTable(db: SyncDatabase, entity: AnyEntity) {
   const table =
     entity.table.schema === undefined
       ? entity.table.name
@@ -168,96 +101,11 @@ async function checkTargetTable(db: SyncDatabase, entity: AnyEntity): Promise<vo
   }
   const missing = entity.columnNames.filter((column: string) => !description.has(column));
   if (missing.length > 0) {
+    const them = missing.length > 1 ? 'them' : 'it';
     throw new SchemaError(
-      `${entity.name}: column${missing.length > 1 ? 's' : ''} ${missing.map((c: string) => `"${c}"`).join(', ')} missing on the target table "${table}" (add ${missing.length > 1 ? 'them' : 'it'} or remove ${missing.length > 1 ? 'them' : 'it'} from the definition)`,
+      `${entity.name}: column${missing.length > 1 ? 's' : ''} ${missing.map((c: string) => `"${c}"`).join(', ')} missing on the target table "${table}" (add ${them} or remove ${them} from the definition)`,
       { entity: entity.name, column: missing[0] },
     );
   }
-}
-
-function softDeleteOf(entity: AnyEntity): SoftDelete | undefined {
-  if (entity.onMissing === 'delete') return undefined;
-  const shape = (entity.columns as z.ZodObject).shape as Record<string, z.ZodType>;
-  const entries = Object.entries(entity.onMissing.set);
-  return {
-    positions: entries.map(([column]) => entity.columnNames.indexOf(column)),
-    values: entries.map(([column, value]) => canonical(shape[column]?.parse(value))),
-  };
-}
-
-/** Of the rows about to be inserted, the keys the target already stores under another tenant. */
-async function keysStoredElsewhere(
-  db: SyncDatabase,
-  entity: AnyEntity,
-  inserts: readonly PreparedRow<Row>[],
-  scope: Scope,
-): Promise<Set<string>> {
-  if (entity.tenantColumn === undefined || inserts.length === 0) return new Set();
-  const found = await db.keysOutsideScope(
-    entity,
-    inserts.map((row) => keyOf(entity, row.row)),
-    scope,
-  );
-  return new Set(found.map((stored) => encodeKey(canonicalColumns(entity, stored, entity.key))));
-}
-
-function record(context: RunContext, entity: AnyEntity, tally: EntityTally, outcome: Outcome) {
-  const { plan, inserts, heldElsewhere, orphans, deletion } = outcome;
-  for (const cascade of deletion.cascades)
-    context.tally(cascade.entity).deleted += cascade.keys.length;
-  tally.inserted += inserts.length;
-  tally.updated += plan.updates.length;
-  tally.deleted += deletion.deletable.length + plan.softDeletes.length;
-  tally.unchanged += plan.unchanged + deletion.kept.length;
-  tally.skipped += orphans.length + heldElsewhere.length;
-  if (context.settings.listChanges) {
-    const keys = (rows: readonly PreparedRow<Row>[]) =>
-      rows.map((row) => describeKey(entity, row.row));
-    for (const cascade of deletion.cascades) {
-      const changes = context.tally(cascade.entity);
-      changes.changes ??= { inserted: [], updated: [], deleted: [] };
-      changes.changes.deleted.push(...cascade.keys.map((key) => formatKey(key)));
-    }
-    tally.changes ??= { inserted: [], updated: [], deleted: [] };
-    tally.changes.inserted.push(...keys(inserts));
-    tally.changes.updated.push(...keys(plan.updates));
-    tally.changes.deleted.push(...keys(deletion.deletable), ...keys(plan.softDeletes));
-  }
-
-  const warn = (warning: SyncWarning) => {
-    tally.warnings.push(warning);
-    const { code, count, sampleKeys } = warning;
-    context.logger.warn({ entity: entity.name, code, count, sampleKeys }, warning.message);
-  };
-  if (orphans.length > 0) {
-    const parents = [...new Set(orphans.map((orphan) => orphan.missing.entity))].join(', ');
-    warn({
-      code: 'orphaned-rows',
-      count: orphans.length,
-      sampleKeys: orphans
-        .slice(0, SAMPLE_KEYS)
-        .map((orphan) => describeKey(entity, orphan.row.row)),
-      message: `${entity.name}: skipped ${orphans.length} source row(s) whose ${parents} row is not in the target`,
-    });
-  }
-  if (heldElsewhere.length > 0) {
-    warn({
-      code: 'held-by-other-tenant',
-      count: heldElsewhere.length,
-      sampleKeys: heldElsewhere.slice(0, SAMPLE_KEYS).map((row) => describeKey(entity, row.row)),
-      message: `${entity.name}: skipped ${heldElsewhere.length} source row(s) whose key the target stores under another tenant; that tenant's next sync releases them`,
-    });
-  }
-  if (deletion.kept.length > 0) {
-    warn({
-      code: 'kept-referenced-rows',
-      count: deletion.kept.length,
-      sampleKeys: deletion.kept.slice(0, SAMPLE_KEYS).map((row) => describeKey(entity, row.row)),
-      message: `${entity.name}: kept ${deletion.kept.length} row(s) missing on the source because ${deletion.keptFor.join(', ')} rows outside this run's scope still reference them`,
-    });
-  }
-}
-
-function addAll(set: Set<string>, values: Iterable<string>) {
-  for (const value of values) set.add(value);
+  return description;
 }

@@ -12,6 +12,30 @@ import {
   toTimestamptzText,
 } from './pg-values.js';
 
+/** Schemas whose parsing only normalises a driver's form, never changes or rejects a value. */
+const exactSchemas = new WeakSet<object>();
+
+function exact<S extends z.ZodType>(schema: S): S {
+  exactSchemas.add(schema);
+  return schema;
+}
+
+/**
+ * Whether a column schema keeps every value as PostgreSQL stores it, so comparing in SQL gives
+ * the answer parsing would: a `col` schema, plain `z.string()` / `z.boolean()`, optionally
+ * `.nullable()` / `.optional()`. A refinement or transform anywhere makes it false.
+ */
+export function comparesExactly(schema: z.ZodType): boolean {
+  let inner: z.ZodType = schema;
+  while (inner instanceof z.ZodNullable || inner instanceof z.ZodOptional)
+    inner = inner.unwrap() as z.ZodType;
+  if (exactSchemas.has(inner)) return true;
+  if (inner instanceof z.ZodString || inner instanceof z.ZodBoolean) {
+    return (inner._zod.def.checks ?? []).length === 0;
+  }
+  return false;
+}
+
 /**
  * zod schemas for PostgreSQL column types. Each accepts every form a driver may hand back for
  * its type (PostgreSQL's exact text output, or the JS values pg-mem produces) and yields one
@@ -32,28 +56,28 @@ import {
  */
 export const col = {
   /** `text`, `varchar`, `char`, `uuid`, `inet`…: a string. */
-  text: () => z.string(),
+  text: () => exact(z.string()),
   /** `smallint` / `integer`: a JS number; accepts `'502'` as well as `502`. */
-  int: () => z.preprocess(toInteger, z.number().int().min(-2147483648).max(2147483647)),
+  int: () => exact(z.preprocess(toInteger, z.number().int().min(-2147483648).max(2147483647))),
   /** `bigint`: a JS `bigint`, exact beyond 2^53. */
-  bigint: () => z.preprocess(toBigInt, z.bigint()),
+  bigint: () => exact(z.preprocess(toBigInt, z.bigint())),
   /** `numeric` / `decimal`: a decimal string without insignificant zeros (`'1.5'`, never a float). */
-  numeric: () => z.preprocess(toNumericText, z.string()),
+  numeric: () => exact(z.preprocess(toNumericText, z.string())),
   /** `real` / `double precision`: a JS number. */
-  double: () => z.preprocess(toDouble, z.number()),
+  double: () => exact(z.preprocess(toDouble, z.number())),
   /** `boolean`. */
-  boolean: () => z.preprocess(toBoolean, z.boolean()),
+  boolean: () => exact(z.preprocess(toBoolean, z.boolean())),
   /** `timestamp without time zone`: `'YYYY-MM-DDTHH:MM:SS.ffffff'`, microseconds kept. */
-  timestamp: () => z.preprocess(toTimestampText, z.string()),
+  timestamp: () => exact(z.preprocess(toTimestampText, z.string())),
   /** `timestamp with time zone`: the instant in UTC, `'YYYY-MM-DDTHH:MM:SS.ffffffZ'`. */
-  timestamptz: () => z.preprocess(toTimestamptzText, z.string()),
+  timestamptz: () => exact(z.preprocess(toTimestamptzText, z.string())),
   /** `date`: `'YYYY-MM-DD'`, never shifted by the process's time zone. */
-  date: () => z.preprocess(toDateText, z.string()),
+  date: () => exact(z.preprocess(toDateText, z.string())),
   /**
    * `json` / `jsonb`: any JSON value, compared by content, not key order. The JSON value `null`
    * reads as {@link JsonNull}, so it stays distinct from SQL NULL.
    */
-  json: () => z.union([z.custom<JsonNullValue>((value) => value === JsonNull), z.json()]),
+  json: () => exact(z.union([z.custom<JsonNullValue>((value) => value === JsonNull), z.json()])),
   /** A PostgreSQL array of `element`; accepts a JS array or an array literal such as `'{1,2}'`. */
   array: <Element extends z.ZodType>(element: Element) =>
     z.preprocess(

@@ -86,12 +86,18 @@ export function recordingPool(pool: pg.Pool, before?: (text: string) => Promise<
       async connect() {
         const client = await pool.connect();
         return {
-          async query(config: { text: string; values?: unknown[] }) {
+          // COPY streams (pg-copy-streams) are submitted as objects with a text and must go
+          // through synchronously; everything else may wait for the hook.
+          query(config: { text: string; values?: unknown[]; submit?: unknown }) {
             statements.push(config.text);
-            await before?.(config.text);
-            return client.query(config as pg.QueryConfig);
+            if (typeof config.submit === 'function') return client.query(config as never);
+            return (before?.(config.text) ?? Promise.resolve()).then(() =>
+              client.query(config as pg.QueryConfig),
+            );
           },
           release: (error?: Error | boolean) => client.release(error),
+          // pg-copy-streams drives the connection itself.
+          connection: (client as unknown as { connection: unknown }).connection,
         };
       },
     },

@@ -20,6 +20,13 @@ import { typeParsersFor } from './type-parsers.js';
 /** A source snapshot on a pg-compatible pool, with what its engine can do. */
 export interface PgSourceSnapshot extends SourceSnapshot {
   readonly capabilities: Capabilities;
+  /** The snapshot's connection, for statements of the set-based path. */
+  readonly client: PgClient;
+  /**
+   * Runs `work` inside a savepoint: a failure rolls back to it, so the snapshot stays usable
+   * for the next entity. Errors are wrapped as `DatabaseError`s naming the entity.
+   */
+  attempt<T>(entity: AnyEntity, action: string, work: (client: PgClient) => Promise<T>): Promise<T>;
 }
 
 const READ_SAVEPOINT = 'meter_sync_read';
@@ -64,28 +71,37 @@ export async function openSourceSnapshot(
     }
   };
 
+  const attempt = async <T>(
+    entity: AnyEntity,
+    action: string,
+    work: (client: PgClient) => Promise<T>,
+  ) => {
+    if (closed)
+      throw databaseError(new Error('the source snapshot is closed'), entity.name, action);
+    if (capabilities.transactional) await guarded(savepoint(READ_SAVEPOINT));
+    try {
+      const result = await work(client);
+      if (capabilities.transactional) await guarded(releaseSavepoint(READ_SAVEPOINT));
+      return result;
+    } catch (error) {
+      if (capabilities.transactional && connectionError === undefined) {
+        await guarded(rollbackToSavepoint(READ_SAVEPOINT)).catch(() => undefined);
+      }
+      throw databaseError(error, entity.name, action);
+    }
+  };
+
   return {
     capabilities,
+    client,
+    attempt,
 
-    async read(entity: AnyEntity, scope: Scope): Promise<StoredRow[]> {
-      if (closed)
-        throw databaseError(
-          new Error('the source snapshot is closed'),
-          entity.name,
-          'reading the source',
-        );
+    read(entity: AnyEntity, scope: Scope): Promise<StoredRow[]> {
       const statement = sourceStatement(entity, scope);
-      if (capabilities.transactional) await guarded(savepoint(READ_SAVEPOINT));
-      try {
+      return attempt(entity, 'reading the source', async () => {
         const result = await client.query({ ...statement, ...typeParsersFor(capabilities) });
-        if (capabilities.transactional) await guarded(releaseSavepoint(READ_SAVEPOINT));
         return result.rows as StoredRow[];
-      } catch (error) {
-        if (capabilities.transactional && connectionError === undefined) {
-          await guarded(rollbackToSavepoint(READ_SAVEPOINT)).catch(() => undefined);
-        }
-        throw databaseError(error, entity.name, 'reading the source');
-      }
+      });
     },
 
     async close() {

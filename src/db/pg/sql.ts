@@ -169,6 +169,92 @@ export function updateStatements(
   });
 }
 
+/** Key columns with their SQL types, for statements that take keys as one array per column. */
+export interface TypedKey {
+  readonly columns: readonly string[];
+  /** The types as `format_type` prints them, e.g. `bigint`, `character varying(20)`. */
+  readonly types: readonly string[];
+}
+
+/** `unnest($1::t1[], $2::t2[]) AS k(c1, c2)` and the join condition to `alias`. */
+function unnestKeys(params: Parameters, key: TypedKey, keys: readonly unknown[][], alias: string) {
+  const arrays = key.columns.map(
+    (_, i) => `${params.add(keys.map((k) => k[i]))}::${key.types[i]}[]`,
+  );
+  const from = `unnest(${arrays.join(', ')}) AS "k"(${list(key.columns)})`;
+  const join = key.columns
+    .map((column) => `${alias}.${quoteIdent(column)} = "k".${quoteIdent(column)}`)
+    .join(' AND ');
+  return { from, join };
+}
+
+const qualifiedTenant = (params: Parameters, tenant: TenantFilter | undefined, alias: string) =>
+  tenant ? ` AND ${alias}.${quoteIdent(tenant.column)} = ${params.add(tenant.value)}` : '';
+
+// Keys travel as one array per column: one statement per 10 000 keys whatever the key width.
+const ARRAY_BATCH = 10_000;
+
+/** PostgreSQL: `DELETE … USING unnest(keys)`, in batches. */
+export function deleteByKeyArrays(
+  table: TableName,
+  key: TypedKey,
+  keys: readonly unknown[][],
+  tenant?: TenantFilter,
+): Statement[] {
+  return chunks(keys, ARRAY_BATCH).map((batch) => {
+    const params = new Parameters();
+    const { from, join } = unnestKeys(params, key, batch, '"t"');
+    return {
+      text: `DELETE FROM ${quoteTable(table)} AS "t" USING ${from} WHERE ${join}${qualifiedTenant(params, tenant, '"t"')}`,
+      values: params.values,
+    };
+  });
+}
+
+/** PostgreSQL: `UPDATE … FROM unnest(keys)` that skips rows already holding the values. */
+export function updateByKeyArrays(
+  table: TableName,
+  set: readonly (readonly [column: string, value: unknown])[],
+  key: TypedKey,
+  keys: readonly unknown[][],
+  tenant?: TenantFilter,
+): Statement[] {
+  return chunks(keys, ARRAY_BATCH).map((batch) => {
+    const params = new Parameters();
+    const values = set.map(([column, value]) => [column, params.add(value)] as const);
+    const assignments = values
+      .map(([column, param]) => `${quoteIdent(column)} = ${param}`)
+      .join(', ');
+    const differs = values
+      .map(([column, param]) => `"t".${quoteIdent(column)} IS DISTINCT FROM ${param}`)
+      .join(' OR ');
+    const { from, join } = unnestKeys(params, key, batch, '"t"');
+    return {
+      text: `UPDATE ${quoteTable(table)} AS "t" SET ${assignments} FROM ${from} WHERE ${join} AND (${differs})${qualifiedTenant(params, tenant, '"t"')}`,
+      values: params.values,
+    };
+  });
+}
+
+/** PostgreSQL: of these keys, those stored under another tenant, in batches. */
+export function keysOutsideTenantByArrays(
+  table: TableName,
+  key: TypedKey,
+  keys: readonly unknown[][],
+  tenant: TenantFilter,
+): Statement[] {
+  return chunks(keys, ARRAY_BATCH).map((batch) => {
+    const params = new Parameters();
+    const { from, join } = unnestKeys(params, key, batch, '"t"');
+    const column = `"t".${quoteIdent(tenant.column)}`;
+    const keyList = key.columns.map((c) => `"t".${quoteIdent(c)}`).join(', ');
+    return {
+      text: `SELECT ${keyList} FROM ${quoteTable(table)} AS "t" JOIN ${from} ON ${join} WHERE ${column} IS DISTINCT FROM ${params.add(tenant.value)}`,
+      values: params.values,
+    };
+  });
+}
+
 /** Of these keys, those stored under another tenant (or none): `tenant <> $n OR tenant IS NULL`. */
 export function keysOutsideTenantStatements(
   table: TableName,
@@ -190,10 +276,24 @@ export function keysOutsideTenantStatements(
 /** The columns of a table through the catalog, resolving the name the way a query would. */
 export function describeFromCatalog(table: TableName): Statement {
   return {
-    text: `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, t.typname AS type_name, t.typcategory AS category
-FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+    text: `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, t.typname AS type_name,
+  t.typcategory AS category, e.typname AS element_type_name
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
     values: [quoteTable(table)],
+  };
+}
+
+/** Names and describes result types by OID, as a query's result fields report them. */
+export function describeTypes(oids: readonly number[]): Statement {
+  return {
+    text: `SELECT t.oid::int AS oid, format_type(t.oid, NULL) AS type, t.typname AS type_name, t.typcategory AS category,
+  e.typname AS element_type_name
+FROM pg_catalog.pg_type t LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+WHERE t.oid = ANY($1::oid[])`,
+    values: [oids],
   };
 }
 

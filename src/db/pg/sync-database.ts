@@ -16,9 +16,11 @@ import type { PgClient, PgPool } from './pool.js';
 import {
   BEGIN,
   COMMIT,
+  deleteByKeyArrays,
   deleteStatements,
   describeFromCatalog,
   describeFromInformationSchema,
+  keysOutsideTenantByArrays,
   keysOutsideTenantStatements,
   quoteTable,
   ROLLBACK,
@@ -27,6 +29,8 @@ import {
   selectStatement,
   setLocal,
   type TenantFilter,
+  type TypedKey,
+  updateByKeyArrays,
   updateStatements,
   upsertStatements,
 } from './sql.js';
@@ -54,6 +58,8 @@ export interface PgSyncDatabase extends SyncDatabase {
   lock(wait: boolean): Promise<boolean>;
   /** Releases the sync lock taken by `lock`. */
   unlock(): Promise<void>;
+  /** The dedicated connection inside a session or transaction; `undefined` outside one. */
+  connection(): PgClient | undefined;
 }
 
 /**
@@ -182,6 +188,16 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
   const keyValues = (entity: AnyEntity, keys: readonly Record<string, unknown>[]) =>
     keys.map((key) => entity.key.map((column) => toParameter(key[column], 'scalar')));
 
+  /** On PostgreSQL, the key's column types, so keys can travel as one array per column. */
+  const typedKey = async (entity: AnyEntity): Promise<TypedKey | undefined> => {
+    if ((await capabilities()).engine !== 'postgresql') return undefined;
+    const description = await db.describe(entity);
+    const types = entity.key.map((column) => description?.get(column)?.type);
+    return types.every((type): type is string => type !== undefined)
+      ? { columns: entity.key, types }
+      : undefined;
+  };
+
   const describeTable = async (entity: AnyEntity): Promise<TableDescription | undefined> => {
     const caps = await capabilities();
     const statement = caps.catalog
@@ -194,13 +210,22 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     return new Map(
       rows.map((row): [string, ColumnInfo] => {
         const name = String(row.name);
-        return [name, { name, type: String(row.type), kind: columnKind(row) }];
+        const info: ColumnInfo = {
+          name,
+          type: String(row.type),
+          kind: columnKind(row),
+          typeName: optionalString(row.type_name),
+          category: optionalString(row.category),
+          elementTypeName: optionalString(row.element_type_name),
+        };
+        return [name, info];
       }),
     );
   };
 
   const db: PgSyncDatabase = {
     capabilities,
+    connection: () => connection.client,
 
     async transaction<T>(
       work: (db: PgSyncDatabase) => Promise<T>,
@@ -310,12 +335,12 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
 
     async deleteByKey(entity, keys, scope) {
       if (keys.length === 0) return 0;
-      const statements = deleteStatements(
-        entity.table,
-        entity.key,
-        keyValues(entity, keys),
-        tenantFilter(entity, scope),
-      );
+      const key = await typedKey(entity);
+      const values = keyValues(entity, keys);
+      const tenant = tenantFilter(entity, scope);
+      const statements = key
+        ? deleteByKeyArrays(entity.table, key, values, tenant)
+        : deleteStatements(entity.table, entity.key, values, tenant);
       return (await executeAll(entity, `deleting ${keys.length} rows`, statements)).count;
     },
 
@@ -325,13 +350,12 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       const assignments = Object.entries(set).map(
         ([column, value]) => [column, toParameter(value, kinds.get(column))] as const,
       );
-      const statements = updateStatements(
-        entity.table,
-        assignments,
-        entity.key,
-        keyValues(entity, keys),
-        tenantFilter(entity, scope),
-      );
+      const key = await typedKey(entity);
+      const values = keyValues(entity, keys);
+      const tenant = tenantFilter(entity, scope);
+      const statements = key
+        ? updateByKeyArrays(entity.table, assignments, key, values, tenant)
+        : updateStatements(entity.table, assignments, entity.key, values, tenant);
       return (await executeAll(entity, `updating ${keys.length} rows`, statements)).count;
     },
 
@@ -342,12 +366,11 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     ) {
       const tenant = tenantFilter(entity, scope);
       if (keys.length === 0 || !tenant) return [];
-      const statements = keysOutsideTenantStatements(
-        entity.table,
-        entity.key,
-        keyValues(entity, keys),
-        tenant,
-      );
+      const key = await typedKey(entity);
+      const values = keyValues(entity, keys);
+      const statements = key
+        ? keysOutsideTenantByArrays(entity.table, key, values, tenant)
+        : keysOutsideTenantStatements(entity.table, entity.key, values, tenant);
       return (await executeAll(entity, 'checking keys held by other tenants', statements))
         .rows as KeyOf<E>[];
     },
@@ -364,6 +387,8 @@ function timeoutSettings(options: TransactionOptions): Statement[] {
     settings.push(setLocal('lock_timeout', options.lockTimeoutMs));
   return settings;
 }
+
+const optionalString = (value: unknown) => (typeof value === 'string' ? value : undefined);
 
 function columnKind(row: StoredRow): ColumnInfo['kind'] {
   const type = String(row.type).toLowerCase();

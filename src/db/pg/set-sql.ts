@@ -1,0 +1,392 @@
+/**
+ * Statement text of the set-based path (PostgreSQL on both sides). Values reach these
+ * statements through transaction-local settings (`set_config(…, true)` with bound parameters,
+ * read back with `current_setting`), because `COPY` and `CREATE TABLE AS` take no parameters.
+ * Identifiers are quoted; no value is ever spliced into the text.
+ */
+import type { AnyEntity, TableName } from '../../entity/types.js';
+import {
+  canonicalText,
+  columnOf,
+  type SqlType,
+  type TypeClass,
+  transferText,
+} from './column-types.js';
+import { quoteIdent, quoteTable, type Statement } from './sql.js';
+
+/** The settings the statements read. All are transaction-local. */
+export const SETTING = {
+  tenant: 'meter_sync.tenant',
+  bucketMask: 'meter_sync.bucket_mask',
+  buckets: 'meter_sync.buckets',
+  key: (index: number) => `meter_sync.key_${index}`,
+} as const;
+
+/** Temporary tables on the target, dropped at commit. */
+export const TEMP = {
+  stage: 'meter_sync_stage',
+  sourceHash: 'meter_sync_source_hash',
+  changed: 'meter_sync_changed',
+} as const;
+
+/** `SELECT set_config(name, value, true), …` with every name and value bound. */
+export function setSettings(settings: Readonly<Record<string, string>>): Statement {
+  const entries = Object.entries(settings);
+  const calls = entries.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`);
+  return { text: `SELECT ${calls.join(', ')}`, values: entries.flat() };
+}
+
+const setting = (name: string, type: string) =>
+  `CAST(current_setting(${quoteLiteral(name)}) AS ${type})`;
+
+/** Quotes a constant string of this module (a setting name), never a value. */
+function quoteLiteral(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
+/** Everything the set-based statements need to know about one entity. */
+export interface SetShape {
+  readonly entity: AnyEntity;
+  /** The class each column is compared in. */
+  readonly classes: ReadonlyMap<string, TypeClass>;
+  readonly sourceTypes: ReadonlyMap<string, SqlType>;
+  readonly targetTypes: ReadonlyMap<string, SqlType>;
+  /** Whether both servers have `trim_scale` (PostgreSQL 13+). */
+  readonly trimScale: boolean;
+}
+
+const SOURCE = 'source';
+const TARGET = 't';
+
+function classOf(shape: SetShape, column: string): TypeClass {
+  return shape.classes.get(column) ?? 'text';
+}
+
+function typeOf(types: ReadonlyMap<string, SqlType>, column: string): string {
+  return types.get(column)?.formatted ?? 'text';
+}
+
+/** The key's canonical text, then its bucket: `hashtextextended(key text) & mask`. */
+function bucketExpression(shape: SetShape, alias: string): string {
+  const key = shape.entity.key.map((column) =>
+    canonicalText(columnOf(alias, column), classOf(shape, column), shape.trimScale),
+  );
+  return `(hashtextextended(ROW(${key.join(', ')})::text, 0) & ${setting(SETTING.bucketMask, 'int8')})`;
+}
+
+/** A 64-bit hash of the row's canonical text. ROW(…)::text keeps NULL and '' apart. */
+function rowHashExpression(shape: SetShape, alias: string): string {
+  const values = shape.entity.columnNames.map((column: string) =>
+    canonicalText(columnOf(alias, column), classOf(shape, column), shape.trimScale),
+  );
+  return `hashtextextended(ROW(${values.join(', ')})::text, 1)`;
+}
+
+/**
+ * The source rows of the entity in scope, with target column names, as a FROM item. A
+ * `source.query` gets the tenant where it says `$1`.
+ */
+export function sourceRelation(shape: SetShape): string {
+  const { entity } = shape;
+  const tenantType =
+    entity.tenantColumn === undefined ? 'text' : typeOf(shape.sourceTypes, entity.tenantColumn);
+  if (entity.source.kind === 'query') {
+    return `(${replaceTenantParameter(entity.source.query, setting(SETTING.tenant, tenantType))}) AS ${quoteIdent(SOURCE)}`;
+  }
+  const { table, columns: renamed } = entity.source;
+  const remote = (column: string) => renamed[column] ?? column;
+  const select = entity.columnNames
+    .map((column: string) => `${quoteIdent(remote(column))} AS ${quoteIdent(column)}`)
+    .join(', ');
+  const where =
+    entity.tenantColumn === undefined
+      ? ''
+      : ` WHERE ${quoteIdent(remote(entity.tenantColumn))} = ${setting(SETTING.tenant, tenantType)}`;
+  return `(SELECT ${select} FROM ${quoteTable(table)}${where}) AS ${quoteIdent(SOURCE)}`;
+}
+
+/**
+ * Replaces the parameter `$1` of a read-only query, outside string literals, quoted identifiers,
+ * comments and dollar-quoted strings, with an expression.
+ */
+export function replaceTenantParameter(query: string, replacement: string): string {
+  let out = '';
+  let i = 0;
+  while (i < query.length) {
+    const rest = query.slice(i);
+    const skip =
+      /^'(?:[^']|'')*'/.exec(rest) ??
+      /^"(?:[^"]|"")*"/.exec(rest) ??
+      /^--[^\n]*/.exec(rest) ??
+      /^\/\*[\s\S]*?\*\//.exec(rest) ??
+      /^(\$[A-Za-z_]*\$)[\s\S]*?\1/.exec(rest);
+    if (skip) {
+      out += skip[0];
+      i += skip[0].length;
+    } else if (/^\$1(?!\d)/.test(rest)) {
+      out += `(${replacement})`;
+      i += 2;
+    } else {
+      out += query[i];
+      i++;
+    }
+  }
+  return out;
+}
+
+function targetScope(shape: SetShape, alias: string): string {
+  const tenant = shape.entity.tenantColumn;
+  if (tenant === undefined) return 'TRUE';
+  return `${columnOf(alias, tenant)} = ${setting(SETTING.tenant, typeOf(shape.targetTypes, tenant))}`;
+}
+
+/** Per-bucket row count and hash sum of the source rows in scope. */
+export function sourceBucketAggregate(shape: SetShape): string {
+  return `SELECT ${bucketExpression(shape, SOURCE)} AS bucket, count(*) AS rows, sum(${rowHashExpression(shape, SOURCE)})::text AS hash_sum
+FROM ${sourceRelation(shape)} GROUP BY 1`;
+}
+
+/** Per-bucket row count and hash sum of the target rows in scope. */
+export function targetBucketAggregate(shape: SetShape): string {
+  return `SELECT ${bucketExpression(shape, TARGET)} AS bucket, count(*) AS rows, sum(${rowHashExpression(shape, TARGET)})::text AS hash_sum
+FROM ${quoteTable(shape.entity.table)} AS ${quoteIdent(TARGET)} WHERE ${targetScope(shape, TARGET)} GROUP BY 1`;
+}
+
+const bucketFilter = (expression: string) =>
+  `${expression} = ANY(${setting(SETTING.buckets, 'int8[]')})`;
+
+/** `COPY` of the source's keys and row hashes, for all buckets or those listed in the setting. */
+export function copySourceKeyHashes(shape: SetShape, someBuckets: boolean): string {
+  const keys = shape.entity.key.map((column) =>
+    transferText(columnOf(SOURCE, column), classOf(shape, column)),
+  );
+  const where = someBuckets ? ` WHERE ${bucketFilter(bucketExpression(shape, SOURCE))}` : '';
+  return `COPY (SELECT ${keys.join(', ')}, ${rowHashExpression(shape, SOURCE)} FROM ${sourceRelation(shape)}${where}) TO STDOUT`;
+}
+
+/** An empty temporary table with the target's key columns and a hash column. */
+export function createSourceHash(shape: SetShape): string {
+  const keys = shape.entity.key.map((column) => quoteIdent(column)).join(', ');
+  return `CREATE TEMP TABLE ${quoteIdent(TEMP.sourceHash)} ON COMMIT DROP AS
+SELECT ${keys}, 0::int8 AS "meter_sync_hash" FROM ${quoteTable(shape.entity.table)} WITH NO DATA`;
+}
+
+export function copyIntoSourceHash(shape: SetShape): string {
+  const columns = [...shape.entity.key.map(quoteIdent), '"meter_sync_hash"'];
+  return `COPY ${quoteIdent(TEMP.sourceHash)} (${columns.join(', ')}) FROM STDIN`;
+}
+
+const keyJoin = (shape: SetShape, left: string, right: string) =>
+  shape.entity.key
+    .map((column) => `${columnOf(left, column)} = ${columnOf(right, column)}`)
+    .join(' AND ');
+
+/**
+ * Keys whose source row is new or differs: in the source hashes with no target row in scope, or
+ * with another hash. `is_new` tells which.
+ */
+export function createChanged(shape: SetShape): string {
+  const keys = shape.entity.key.map((column) => columnOf('s', column)).join(', ');
+  return `CREATE TEMP TABLE ${quoteIdent(TEMP.changed)} ON COMMIT DROP AS
+SELECT ${keys}, (t.${quoteIdent(shape.entity.key[0] as string)} IS NULL) AS is_new
+FROM ${quoteIdent(TEMP.sourceHash)} AS s
+LEFT JOIN ${quoteTable(shape.entity.table)} AS ${quoteIdent(TARGET)} ON ${keyJoin(shape, 's', TARGET)} AND ${targetScope(shape, TARGET)}
+WHERE t.${quoteIdent(shape.entity.key[0] as string)} IS NULL OR ${rowHashExpression(shape, TARGET)} <> s."meter_sync_hash"`;
+}
+
+/** The changed keys as one array literal per key column, in the source's text forms. */
+export function changedKeyArrays(shape: SetShape): string {
+  const arrays = shape.entity.key.map(
+    (column, index) =>
+      `array_agg(${transferText(columnOf('c', column), classOf(shape, column))})::text AS k${index}`,
+  );
+  return `SELECT count(*)::int AS changed, ${arrays.join(', ')} FROM ${quoteIdent(TEMP.changed)} AS c`;
+}
+
+/** Target rows in scope (in the compared buckets) that the source does not have. */
+export function missingOnSource(shape: SetShape, someBuckets: boolean): string {
+  const keys = shape.entity.key.map(
+    (column) => `${columnOf(TARGET, column)}::text AS ${quoteIdent(column)}`,
+  );
+  const buckets = someBuckets ? ` AND ${bucketFilter(bucketExpression(shape, TARGET))}` : '';
+  return `SELECT ${keys.join(', ')} FROM ${quoteTable(shape.entity.table)} AS ${quoteIdent(TARGET)}
+WHERE ${targetScope(shape, TARGET)}${buckets}
+  AND NOT EXISTS (SELECT 1 FROM ${quoteIdent(TEMP.sourceHash)} AS s WHERE ${keyJoin(shape, 's', TARGET)})`;
+}
+
+/** `COPY` of whole source rows, all in scope or those whose keys are listed in the settings. */
+export function copySourceRows(shape: SetShape, byKey: boolean): string {
+  const { entity } = shape;
+  const values = entity.columnNames.map((column: string) =>
+    transferText(columnOf(SOURCE, column), classOf(shape, column)),
+  );
+  let where = '';
+  if (byKey) {
+    const arrays = entity.key.map((column, index) =>
+      setting(SETTING.key(index), `${typeOf(shape.sourceTypes, column)}[]`),
+    );
+    const keys = entity.key.map((column) => columnOf(SOURCE, column));
+    where =
+      keys.length === 1
+        ? ` WHERE ${keys[0]} = ANY(${arrays[0]})`
+        : ` WHERE (${keys.join(', ')}) IN (SELECT * FROM unnest(${arrays.join(', ')}))`;
+  }
+  return `COPY (SELECT ${values.join(', ')} FROM ${sourceRelation(shape)}${where}) TO STDOUT`;
+}
+
+/** An empty temporary table with the target's types for the synced columns. */
+export function createStage(shape: SetShape): string {
+  const columns = shape.entity.columnNames.map((column: string) => quoteIdent(column)).join(', ');
+  return `CREATE TEMP TABLE ${quoteIdent(TEMP.stage)} ON COMMIT DROP AS SELECT ${columns} FROM ${quoteTable(shape.entity.table)} WITH NO DATA`;
+}
+
+/** `COPY` into the stage, or straight into the target table. */
+export function copyInto(shape: SetShape, into: 'stage' | 'target'): string {
+  const table = into === 'stage' ? quoteIdent(TEMP.stage) : quoteTable(shape.entity.table);
+  const columns = shape.entity.columnNames.map((column: string) => quoteIdent(column)).join(', ');
+  return `COPY ${table} (${columns}) FROM STDIN`;
+}
+
+/**
+ * The first row breaking what the schema promises: NULL in a non-nullable column, or (for a
+ * tenant-scoped entity) a tenant other than the run's. One row, with a flag per column.
+ */
+export function firstInvalidRow(
+  shape: SetShape,
+  table: 'stage' | 'target',
+  required: readonly string[],
+): string {
+  const { entity } = shape;
+  const from =
+    table === 'stage' ? `${quoteIdent(TEMP.stage)} AS s` : `${quoteTable(entity.table)} AS s`;
+  const nullFlags = required.map(
+    (column) => `(${columnOf('s', column)} IS NULL) AS ${quoteIdent(`null:${column}`)}`,
+  );
+  const conditions = required.map((column) => `${columnOf('s', column)} IS NULL`);
+  if (entity.tenantColumn !== undefined) {
+    const tenant = `${columnOf('s', entity.tenantColumn)} IS DISTINCT FROM ${setting(SETTING.tenant, typeOf(shape.targetTypes, entity.tenantColumn))}`;
+    nullFlags.push(`(${tenant}) AS "meter_sync_foreign_tenant"`);
+    conditions.push(tenant);
+  }
+  if (conditions.length === 0) return 'SELECT 1 WHERE FALSE';
+  const keys = entity.key.map(
+    (column) => `${columnOf('s', column)}::text AS ${quoteIdent(column)}`,
+  );
+  const tenantValue =
+    entity.tenantColumn === undefined
+      ? []
+      : [`${columnOf('s', entity.tenantColumn)}::text AS "meter_sync_tenant"`];
+  return `SELECT ${[...keys, ...tenantValue, ...nullFlags].join(', ')} FROM ${from} WHERE ${conditions.join(' OR ')} LIMIT 1`;
+}
+
+/** Keys the stage holds twice, for the error message; one row. */
+export function duplicateStageKey(shape: SetShape): string {
+  const keys = shape.entity.key.map(
+    (column) => `${quoteIdent(column)}::text AS ${quoteIdent(column)}`,
+  );
+  const group = shape.entity.key.map(quoteIdent).join(', ');
+  return `SELECT ${keys.join(', ')} FROM ${quoteIdent(TEMP.stage)} GROUP BY ${group} HAVING count(*) > 1 LIMIT 1`;
+}
+
+/**
+ * Removes staged rows whose reference to `parent` does not resolve in the target, returning
+ * their keys and whether the target stores them (then they must go from the target too).
+ */
+export function deleteOrphans(
+  shape: SetShape,
+  parentTable: TableName,
+  pairs: readonly (readonly [child: string, parent: string])[],
+): string {
+  const present = pairs.map(([child]) => `${columnOf('s', child)} IS NOT NULL`).join(' AND ');
+  const match = pairs
+    .map(([child, parent]) => `${columnOf('p', parent)} = ${columnOf('s', child)}`)
+    .join(' AND ');
+  const keys = shape.entity.key.map((column) => columnOf('s', column)).join(', ');
+  const deleted = `DELETE FROM ${quoteIdent(TEMP.stage)} AS s WHERE ${present}
+  AND NOT EXISTS (SELECT 1 FROM ${quoteTable(parentTable)} AS p WHERE ${match}) RETURNING ${keys}`;
+  const stored = `EXISTS (SELECT 1 FROM ${quoteTable(shape.entity.table)} AS t WHERE ${keyJoin(shape, 't', 'o')} AND ${targetScope(shape, 't')})`;
+  const outKeys = shape.entity.key.map(
+    (column) => `${columnOf('o', column)}::text AS ${quoteIdent(column)}`,
+  );
+  return `WITH o AS (${deleted}) SELECT ${outKeys.join(', ')}, ${stored} AS stored FROM o`;
+}
+
+/** Target rows in scope, not in the stage, whose reference to `parent` does not resolve. */
+export function storedOrphans(
+  shape: SetShape,
+  parentTable: TableName,
+  pairs: readonly (readonly [child: string, parent: string])[],
+): string {
+  const present = pairs.map(([child]) => `${columnOf('t', child)} IS NOT NULL`).join(' AND ');
+  const match = pairs
+    .map(([child, parent]) => `${columnOf('p', parent)} = ${columnOf('t', child)}`)
+    .join(' AND ');
+  const keys = shape.entity.key.map(
+    (column) => `${columnOf('t', column)}::text AS ${quoteIdent(column)}`,
+  );
+  return `SELECT ${keys.join(', ')} FROM ${quoteTable(shape.entity.table)} AS t
+WHERE ${targetScope(shape, 't')} AND ${present}
+  AND NOT EXISTS (SELECT 1 FROM ${quoteTable(parentTable)} AS p WHERE ${match})
+  AND NOT EXISTS (SELECT 1 FROM ${quoteIdent(TEMP.stage)} AS s WHERE ${keyJoin(shape, 's', 't')})`;
+}
+
+/** Removes staged rows whose key the target stores under another tenant; returns their keys. */
+export function deleteHeldElsewhere(shape: SetShape): string {
+  const tenant = shape.entity.tenantColumn as string;
+  const keys = shape.entity.key.map(
+    (column) => `${columnOf('s', column)}::text AS ${quoteIdent(column)}`,
+  );
+  return `DELETE FROM ${quoteIdent(TEMP.stage)} AS s USING ${quoteTable(shape.entity.table)} AS t
+WHERE ${keyJoin(shape, 't', 's')} AND ${columnOf('t', tenant)} IS DISTINCT FROM ${setting(SETTING.tenant, typeOf(shape.targetTypes, tenant))}
+RETURNING ${keys.join(', ')}`;
+}
+
+/** A column compared with `IS DISTINCT FROM`: json has no equality operator, jsonb does. */
+function comparable(shape: SetShape, alias: string, column: string): string {
+  const cls = classOf(shape, column);
+  const value = columnOf(alias, column);
+  if (cls === 'json') return `${value}::jsonb`;
+  if (cls.startsWith('other:') || cls === 'array:json' || cls.startsWith('array:other:'))
+    return `${value}::text`;
+  return value;
+}
+
+/**
+ * Upserts the stage into the target, writing only rows that differ, and counts inserts and
+ * updates. With `returnKeys`, also returns every written key and whether it was inserted.
+ */
+export function upsertFromStage(shape: SetShape, returnKeys: boolean): string {
+  const { entity } = shape;
+  const columns = entity.columnNames.map((column: string) => quoteIdent(column)).join(', ');
+  const updatable = entity.columnNames.filter((column: string) => !entity.key.includes(column));
+  const key = entity.key.map(quoteIdent).join(', ');
+  let conflict = 'DO NOTHING';
+  if (updatable.length > 0) {
+    const set = updatable
+      .map((column: string) => `${quoteIdent(column)} = EXCLUDED.${quoteIdent(column)}`)
+      .join(', ');
+    const differs = `ROW(${updatable.map((c: string) => comparable(shape, 't', c)).join(', ')}) IS DISTINCT FROM ROW(${updatable
+      .map((c: string) => comparable(shape, 'excluded', c))
+      .join(', ')})`;
+    const tenant =
+      entity.tenantColumn === undefined
+        ? ''
+        : ` AND ${columnOf('t', entity.tenantColumn)} = EXCLUDED.${quoteIdent(entity.tenantColumn)}`;
+    conflict = `DO UPDATE SET ${set} WHERE ${differs}${tenant}`;
+  }
+  const returning = [
+    '(xmax = 0) AS inserted',
+    ...entity.key.map((c) => `${columnOf('t', c)}::text AS ${quoteIdent(c)}`),
+  ];
+  const write = `INSERT INTO ${quoteTable(entity.table)} AS ${quoteIdent('t')} (${columns}) SELECT ${columns} FROM ${quoteIdent(TEMP.stage)}
+ON CONFLICT (${key}) ${conflict} RETURNING ${returnKeys ? returning.join(', ') : returning[0]}`;
+  return returnKeys
+    ? write
+    : `WITH w AS (${write}) SELECT count(*) FILTER (WHERE inserted)::int AS inserted, count(*) FILTER (WHERE NOT inserted)::int AS updated FROM w`;
+}
+
+/** Counts rows in scope on the target, and whether the table is empty for every tenant. */
+export function targetSize(shape: SetShape): string {
+  return `SELECT (SELECT count(*) FROM ${quoteTable(shape.entity.table)} AS t WHERE ${targetScope(shape, 't')})::int8::text AS in_scope,
+  NOT EXISTS (SELECT 1 FROM ${quoteTable(shape.entity.table)}) AS empty`;
+}

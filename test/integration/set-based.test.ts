@@ -1,0 +1,201 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { col, DataError, defineEntity, performSync, type SyncEvent } from '../../src/index.js';
+import { recordingLogger } from '../support/pgmem.js';
+import { builtInPairOnPostgres, createDatabase, recordingPool } from '../support/postgres.js';
+
+const pathOf = (lines: ReturnType<typeof recordingLogger>['lines'], entity: string) =>
+  lines.find((line) => line.message === 'entity path chosen' && line.data.entity === entity)?.data;
+
+describe('the set-based path (PostgreSQL on both sides)', () => {
+  it('is taken for the built-ins, and skipped with a reason for a dry run', async () => {
+    const { remote, local } = await builtInPairOnPostgres([1]);
+    const { lines, logger } = recordingLogger();
+    await performSync({ source: remote.pool, target: local.pool, tenantId: 1, logger });
+    expect(pathOf(lines, 'register')).toMatchObject({ path: 'set-based' });
+    expect(pathOf(lines, 'device_register')).toMatchObject({ path: 'set-based' });
+    lines.length = 0;
+    await performSync({
+      source: remote.pool,
+      target: local.pool,
+      tenantId: 1,
+      logger,
+      dryRun: true,
+    });
+    expect(pathOf(lines, 'register')).toMatchObject({
+      path: 'in-memory',
+      reason: 'dry runs compare in memory',
+    });
+  });
+
+  it('skips junction rows whose register is missing, as the in-memory path does', async () => {
+    const { remote, local } = await builtInPairOnPostgres([1, 2]);
+    const result = await performSync({ source: remote.pool, target: local.pool, tenantId: 1 });
+    expect(result.entities.device_register).toMatchObject({
+      status: 'ok',
+      inserted: 6,
+      skipped: 6,
+    });
+    expect(result.entities.device_register.warnings).toHaveLength(1);
+    expect(result.entities.device_register.warnings[0]?.sampleKeys[0]).toMatch(
+      /^\(device_id=\d, register_id=2\d\d\)$/,
+    );
+  });
+
+  it('moves only bucket summaries when nothing changed, and only changed rows after a change', async () => {
+    const { remote, local } = await builtInPairOnPostgres([1]);
+    await performSync({ source: remote.pool, target: local.pool, tenantId: 1 });
+    const quiet = recordingPool(remote.pool);
+    const unchanged = await performSync({ source: quiet.pool, target: local.pool, tenantId: 1 });
+    expect(
+      Object.values(unchanged.entities).every((e) => e.inserted + e.updated + e.deleted === 0),
+    ).toBe(true);
+    expect(quiet.statements.filter((s) => s.startsWith('COPY'))).toEqual([]);
+
+    await remote.pool.query("UPDATE register SET unit = 'MWh' WHERE register_id = 102");
+    const events: SyncEvent[] = [];
+    const changed = await performSync({
+      source: remote.pool,
+      target: local.pool,
+      tenantId: 1,
+      onEvent: (e) => events.push(e),
+    });
+    expect(changed.entities.register).toMatchObject({ updated: 1, unchanged: 3 });
+    const read = events.filter(
+      (e) => e.type === 'entity-progress' && e.entity === 'register' && e.phase === 'reading',
+    );
+    expect(read.map((e) => (e.type === 'entity-progress' ? e.rows : -1))).toEqual([1]);
+  });
+
+  it('lists changed keys', async () => {
+    const { remote, local } = await builtInPairOnPostgres([1]);
+    await performSync({ source: remote.pool, target: local.pool, tenantId: 1 });
+    await remote.pool.query(`UPDATE register SET unit = 'MWh' WHERE register_id = 102;
+      INSERT INTO register VALUES (109, 1, 'Frequency', 3110, 'Hz', 'frequency');
+      DELETE FROM device_register WHERE register_id = 104; DELETE FROM register WHERE register_id = 104;`);
+    const result = await performSync({
+      source: remote.pool,
+      target: local.pool,
+      tenantId: 1,
+      listChanges: true,
+    });
+    expect(result.entities.register.changes).toEqual({
+      inserted: ['(register_id=109)'],
+      updated: ['(register_id=102)'],
+      deleted: ['(register_id=104)'],
+    });
+    expect(result.entities.device_register.changes?.deleted).toEqual([
+      '(device_id=2, register_id=104)',
+    ]);
+  });
+
+  it('compares in memory, with one warning, when a column type differs beyond canonical text', async () => {
+    const { remote, local } = await builtInPairOnPostgres([1]);
+    await remote.pool.query('ALTER TABLE meter ALTER COLUMN port TYPE text USING port::text');
+    const result = await performSync({ source: remote.pool, target: local.pool, tenantId: 1 });
+    expect(result.entities.meter).toMatchObject({ status: 'ok', inserted: 6 });
+    expect(result.entities.meter.warnings.map((w) => w.code)).toEqual(['compared-by-value']);
+    expect(result.entities.meter.warnings[0]?.message).toMatch(
+      /"port" is text on the source and integer on the target/,
+    );
+    expect(result.entities.register.warnings).toEqual([]);
+  });
+});
+
+describe('source rows are validated on the set-based path too', () => {
+  const reading = defineEntity({
+    name: 'reading',
+    table: 'reading',
+    columns: z.object({ id: col.int(), tenant_id: col.int(), unit: col.text() }),
+    key: ['id'],
+    tenantColumn: 'tenant_id',
+    source: {
+      query: 'SELECT id, tenant_id, unit FROM remote_reading WHERE tenant_id = $1 OR id = 99',
+    },
+  });
+
+  async function pair(rows: string) {
+    const remote = await createDatabase('valid_remote');
+    const local = await createDatabase('valid_local');
+    await remote.pool.query(
+      `CREATE TABLE remote_reading (id int, tenant_id int, unit text); INSERT INTO remote_reading VALUES ${rows}`,
+    );
+    await local.pool.query(
+      'CREATE TABLE reading (id int PRIMARY KEY, tenant_id int NOT NULL, unit text, note text)',
+    );
+    return { remote, local };
+  }
+
+  it.each([
+    [
+      "(1, 1, 'kWh'), (2, 1, NULL)",
+      /reading: source row \(id=2\) column "unit" is NULL, which the schema does not allow/,
+    ],
+    ["(1, 1, 'kWh'), (1, 1, 'V')", /reading: the source returned key \(id=1\) more than once/],
+    [
+      "(1, 1, 'kWh'), (99, 2, 'V')",
+      /reading: source row \(id=99\) has tenant_id=2, outside the run's tenant/,
+    ],
+  ])(
+    'fails the entity for %s, into an empty table and into a filled one',
+    async (rows, message) => {
+      const { remote, local } = await pair(rows);
+      const intoEmpty = await performSync({
+        source: remote.pool,
+        target: local.pool,
+        tenantId: 1,
+        entities: [reading],
+      });
+      expect(intoEmpty.entities.reading.status).toBe('failed');
+      expect(intoEmpty.entities.reading.error).toBeInstanceOf(DataError);
+      expect(intoEmpty.entities.reading.error?.message).toMatch(message);
+      await local.pool.query("INSERT INTO reading VALUES (50, 1, 'kW', 'local')");
+      const intoFilled = await performSync({
+        source: remote.pool,
+        target: local.pool,
+        tenantId: 1,
+        entities: [reading],
+      });
+      expect(intoFilled.entities.reading.error?.message).toMatch(message);
+      expect((await local.pool.query('SELECT id FROM reading')).rows).toEqual([{ id: 50 }]);
+    },
+  );
+});
+
+describe('soft deletes on the set-based path', () => {
+  it('soft-deletes a missing row once and revives it when it returns', async () => {
+    const site = defineEntity({
+      name: 'site',
+      table: 'site',
+      columns: z.object({
+        site_id: col.int(),
+        tenant_id: col.int(),
+        label: col.text(),
+        active: col.boolean(),
+      }),
+      key: ['site_id'],
+      tenantColumn: 'tenant_id',
+      source: { table: 'customer_site', columns: { site_id: 'id', label: 'site_name' } },
+      onMissing: { set: { active: false } },
+    });
+    const remote = await createDatabase('soft_remote');
+    const local = await createDatabase('soft_local');
+    await remote.pool.query(`CREATE TABLE customer_site (id int PRIMARY KEY, tenant_id int, site_name text, active boolean);
+      INSERT INTO customer_site VALUES (1, 5, 'North', true), (2, 5, 'South', true), (3, 6, 'Elsewhere', true)`);
+    await local.pool.query(
+      'CREATE TABLE site (site_id int PRIMARY KEY, tenant_id int, label text, active boolean)',
+    );
+    const sync = () =>
+      performSync({ source: remote.pool, target: local.pool, tenantId: 5, entities: [site] });
+    expect((await sync()).entities.site).toMatchObject({ inserted: 2 });
+    await remote.pool.query('DELETE FROM customer_site WHERE id = 2');
+    expect((await sync()).entities.site).toMatchObject({ deleted: 1, updated: 0, unchanged: 1 });
+    expect((await sync()).entities.site).toMatchObject({ inserted: 0, updated: 0, deleted: 0 });
+    expect((await local.pool.query('SELECT site_id, active FROM site ORDER BY 1')).rows).toEqual([
+      { site_id: 1, active: true },
+      { site_id: 2, active: false },
+    ]);
+    await remote.pool.query("INSERT INTO customer_site VALUES (2, 5, 'South', true)");
+    expect((await sync()).entities.site).toMatchObject({ updated: 1 });
+  });
+});
