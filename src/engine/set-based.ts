@@ -6,6 +6,7 @@ import { databaseError } from '../db/pg/errors.js';
 import { toParameter } from '../db/pg/params.js';
 import type { PgClient } from '../db/pg/pool.js';
 import {
+  analyzeSourceHash,
   changedKeyArrays,
   copyInto,
   copyIntoSourceHash,
@@ -48,6 +49,13 @@ type Row = Record<string, unknown>;
 const ROWS_PER_BUCKET = 256;
 const MAX_BUCKETS = 1 << 16;
 const UPSERT_SAVEPOINT = 'meter_sync_upsert';
+const MIN_SERVER_VERSION = 110000;
+/**
+ * Transaction-local settings for the comparison. work_mem lets the per-bucket sums group in a
+ * hash table: the planner cannot see the bucket count behind a setting and would otherwise sort
+ * (and spill) a million rows.
+ */
+const SESSION_SETTINGS = { [SETTING.bucketMask]: '0', work_mem: '64MB' };
 
 /** Whether the set-based path can take the entity, and how; or why not. */
 export type SetBasedChoice =
@@ -130,9 +138,7 @@ export async function chooseSetBased(
       warning: { code: 'compared-by-value', count: mismatched.length, sampleKeys: [], message },
     };
   }
-  const versions = [source.capabilities.serverVersion, targetCapabilities.serverVersion];
-  const trimScale = versions.every((version) => (version ?? 0) >= 130000);
-  return { use: true, shape: { entity, classes, sourceTypes, targetTypes, trimScale } };
+  return { use: true, shape: { entity, classes, sourceTypes, targetTypes } };
 }
 
 /** The source columns' types, from the result fields of the entity's query with no rows. */
@@ -211,11 +217,10 @@ export async function syncSetBased(
         ? {}
         : { [SETTING.tenant]: String(toParameter(scope.tenantId, 'scalar')) };
     const [size] = await Promise.all([
-      onTarget(
-        setSettings({ ...tenant, [SETTING.bucketMask]: '0' }),
-        'preparing the comparison',
-      ).then(() => onTarget(targetSize(shape), 'counting target rows')),
-      onSource(setSettings({ ...tenant, [SETTING.bucketMask]: '0' }), 'preparing the comparison'),
+      onTarget(setSettings({ ...tenant, ...SESSION_SETTINGS }), 'preparing the comparison').then(
+        () => onTarget(targetSize(shape), 'counting target rows'),
+      ),
+      onSource(setSettings({ ...tenant, ...SESSION_SETTINGS }), 'preparing the comparison'),
     ]);
     const inScope = Number(size[0]?.in_scope ?? 0);
     const copy = (outSql: string, inSql: string, phase: 'reading' | 'comparing') =>
@@ -285,12 +290,11 @@ export async function syncSetBased(
         }
         await onTarget(createSourceHash(shape), 'creating the hash table');
         await copy(copySourceKeyHashes(shape, someBuckets), copyIntoSourceHash(shape), 'comparing');
-        await onTarget(createChanged(shape), 'finding changed rows');
+        // Statistics let the planner hash-join a million rows instead of probing the index per row.
+        await onTarget(analyzeSourceHash, 'comparing row hashes');
+        await onTarget(createChanged(shape, someBuckets), 'finding changed rows');
         const [changed] = await onTarget(changedKeyArrays(shape), 'listing changed keys');
-        missing = await onTarget(
-          missingOnSource(shape, someBuckets),
-          'finding rows missing on the source',
-        );
+        missing = await onTarget(missingOnSource(shape), 'finding rows missing on the source');
         if (Number(changed?.changed ?? 0) > 0) {
           const keys = Object.fromEntries(
             entity.key.map((_, index) => [SETTING.key(index), String(changed?.[`k${index}`])]),

@@ -199,3 +199,43 @@ describe('soft deletes on the set-based path', () => {
     expect((await sync()).entities.site).toMatchObject({ updated: 1 });
   });
 });
+
+describe('failures on the set-based path', () => {
+  it('fails an entity whose source errors in the middle of a COPY, and the next entity still runs', async () => {
+    const { remote, local } = await builtInPairOnPostgres([1]);
+    await remote.pool.query(
+      'CREATE TABLE numbers AS SELECT i AS id, 1 AS tenant_id FROM generate_series(1, 20000) AS i',
+    );
+    await local.pool.query(
+      'CREATE TABLE numbers (id int PRIMARY KEY, tenant_id int, inverse numeric)',
+    );
+    const numbers = defineEntity({
+      name: 'numbers',
+      table: 'numbers',
+      columns: z.object({ id: col.int(), tenant_id: col.int(), inverse: col.numeric() }),
+      key: ['id'],
+      tenantColumn: 'tenant_id',
+      // Row 15000 divides by zero, well into the COPY stream.
+      source: {
+        query:
+          'SELECT id, tenant_id, 1.0 / (id - 15000) AS inverse FROM numbers WHERE tenant_id = $1',
+      },
+    });
+    const { lines, logger } = recordingLogger();
+    const result = await performSync({
+      source: remote.pool,
+      target: local.pool,
+      tenantId: 1,
+      entities: [numbers, ...(await import('../../src/index.js')).builtInEntities],
+      logger,
+    });
+    expect(pathOf(lines, 'numbers')).toMatchObject({ path: 'set-based' });
+    expect(result.entities.numbers.status).toBe('failed');
+    expect(result.entities.numbers.error?.message).toMatch(
+      /numbers: reading the source failed: division by zero/,
+    );
+    expect((await local.pool.query('SELECT count(*)::int AS n FROM numbers')).rows[0].n).toBe(0);
+    expect(result.entities.register).toMatchObject({ status: 'ok', inserted: 4 });
+    expect(result.entities.device_register).toMatchObject({ status: 'ok', inserted: 6 });
+  });
+});

@@ -6,8 +6,8 @@
  */
 import type { AnyEntity, TableName } from '../../entity/types.js';
 import {
-  canonicalText,
   columnOf,
+  combinedHash,
   type SqlType,
   type TypeClass,
   transferText,
@@ -51,8 +51,6 @@ export interface SetShape {
   readonly classes: ReadonlyMap<string, TypeClass>;
   readonly sourceTypes: ReadonlyMap<string, SqlType>;
   readonly targetTypes: ReadonlyMap<string, SqlType>;
-  /** Whether both servers have `trim_scale` (PostgreSQL 13+). */
-  readonly trimScale: boolean;
 }
 
 const SOURCE = 'source';
@@ -66,20 +64,22 @@ function typeOf(types: ReadonlyMap<string, SqlType>, column: string): string {
   return types.get(column)?.formatted ?? 'text';
 }
 
-/** The key's canonical text, then its bucket: `hashtextextended(key text) & mask`. */
+/** The key's bucket: its hash, masked to the bucket count. */
 function bucketExpression(shape: SetShape, alias: string): string {
-  const key = shape.entity.key.map((column) =>
-    canonicalText(columnOf(alias, column), classOf(shape, column), shape.trimScale),
-  );
-  return `(hashtextextended(ROW(${key.join(', ')})::text, 0) & ${setting(SETTING.bucketMask, 'int8')})`;
+  const key = shape.entity.key.map((column) => ({
+    value: columnOf(alias, column),
+    cls: classOf(shape, column),
+  }));
+  return `((${combinedHash(key, 0)}) & ${setting(SETTING.bucketMask, 'int8')})`;
 }
 
-/** A 64-bit hash of the row's canonical text. ROW(…)::text keeps NULL and '' apart. */
+/** A 64-bit hash of the row's synced columns. */
 function rowHashExpression(shape: SetShape, alias: string): string {
-  const values = shape.entity.columnNames.map((column: string) =>
-    canonicalText(columnOf(alias, column), classOf(shape, column), shape.trimScale),
-  );
-  return `hashtextextended(ROW(${values.join(', ')})::text, 1)`;
+  const values = shape.entity.columnNames.map((column: string) => ({
+    value: columnOf(alias, column),
+    cls: classOf(shape, column),
+  }));
+  return `(${combinedHash(values, 100)})`;
 }
 
 /**
@@ -171,6 +171,8 @@ export function createSourceHash(shape: SetShape): string {
 SELECT ${keys}, 0::int8 AS "meter_sync_hash" FROM ${quoteTable(shape.entity.table)} WITH NO DATA`;
 }
 
+export const analyzeSourceHash = `ANALYZE ${quoteIdent(TEMP.sourceHash)}`;
+
 export function copyIntoSourceHash(shape: SetShape): string {
   const columns = [...shape.entity.key.map(quoteIdent), '"meter_sync_hash"'];
   return `COPY ${quoteIdent(TEMP.sourceHash)} (${columns.join(', ')}) FROM STDIN`;
@@ -182,16 +184,25 @@ const keyJoin = (shape: SetShape, left: string, right: string) =>
     .join(' AND ');
 
 /**
- * Keys whose source row is new or differs: in the source hashes with no target row in scope, or
- * with another hash. `is_new` tells which.
+ * One full join of the source's (key, hash) rows with the target rows in scope (in the compared
+ * buckets): every key whose row is new (`is_new`), differs, or is missing on the source
+ * (`is_missing`).
  */
-export function createChanged(shape: SetShape): string {
-  const keys = shape.entity.key.map((column) => columnOf('s', column)).join(', ');
+export function createChanged(shape: SetShape, someBuckets: boolean): string {
+  const { entity } = shape;
+  const keys = entity.key.map(
+    (column) =>
+      `COALESCE(${columnOf('s', column)}, ${columnOf(TARGET, column)}) AS ${quoteIdent(column)}`,
+  );
+  const first = quoteIdent(entity.key[0] as string);
+  const buckets = someBuckets ? ` AND ${bucketFilter(bucketExpression(shape, TARGET))}` : '';
+  const targetRows = `SELECT ${entity.key.map((column) => columnOf(TARGET, column)).join(', ')}, ${rowHashExpression(shape, TARGET)} AS "meter_sync_hash"
+  FROM ${quoteTable(entity.table)} AS ${quoteIdent(TARGET)} WHERE ${targetScope(shape, TARGET)}${buckets}`;
   return `CREATE TEMP TABLE ${quoteIdent(TEMP.changed)} ON COMMIT DROP AS
-SELECT ${keys}, (t.${quoteIdent(shape.entity.key[0] as string)} IS NULL) AS is_new
+SELECT ${keys.join(', ')}, (${TARGET}.${first} IS NULL) AS is_new, (s.${first} IS NULL) AS is_missing
 FROM ${quoteIdent(TEMP.sourceHash)} AS s
-LEFT JOIN ${quoteTable(shape.entity.table)} AS ${quoteIdent(TARGET)} ON ${keyJoin(shape, 's', TARGET)} AND ${targetScope(shape, TARGET)}
-WHERE t.${quoteIdent(shape.entity.key[0] as string)} IS NULL OR ${rowHashExpression(shape, TARGET)} <> s."meter_sync_hash"`;
+FULL JOIN (${targetRows}) AS ${quoteIdent(TARGET)} ON ${keyJoin(shape, 's', TARGET)}
+WHERE s."meter_sync_hash" IS DISTINCT FROM ${TARGET}."meter_sync_hash"`;
 }
 
 /** The changed keys as one array literal per key column, in the source's text forms. */
@@ -200,18 +211,15 @@ export function changedKeyArrays(shape: SetShape): string {
     (column, index) =>
       `array_agg(${transferText(columnOf('c', column), classOf(shape, column))})::text AS k${index}`,
   );
-  return `SELECT count(*)::int AS changed, ${arrays.join(', ')} FROM ${quoteIdent(TEMP.changed)} AS c`;
+  return `SELECT count(*)::int AS changed, ${arrays.join(', ')} FROM ${quoteIdent(TEMP.changed)} AS c WHERE NOT c.is_missing`;
 }
 
-/** Target rows in scope (in the compared buckets) that the source does not have. */
-export function missingOnSource(shape: SetShape, someBuckets: boolean): string {
+/** Keys of target rows (in the compared buckets) that the source does not have. */
+export function missingOnSource(shape: SetShape): string {
   const keys = shape.entity.key.map(
-    (column) => `${columnOf(TARGET, column)}::text AS ${quoteIdent(column)}`,
+    (column) => `${columnOf('c', column)}::text AS ${quoteIdent(column)}`,
   );
-  const buckets = someBuckets ? ` AND ${bucketFilter(bucketExpression(shape, TARGET))}` : '';
-  return `SELECT ${keys.join(', ')} FROM ${quoteTable(shape.entity.table)} AS ${quoteIdent(TARGET)}
-WHERE ${targetScope(shape, TARGET)}${buckets}
-  AND NOT EXISTS (SELECT 1 FROM ${quoteIdent(TEMP.sourceHash)} AS s WHERE ${keyJoin(shape, 's', TARGET)})`;
+  return `SELECT ${keys.join(', ')} FROM ${quoteIdent(TEMP.changed)} AS c WHERE c.is_missing`;
 }
 
 /** `COPY` of whole source rows, all in scope or those whose keys are listed in the settings. */

@@ -1,0 +1,254 @@
+/**
+ * npm run bench [-- --sizes 100000,1000000] [--no-naive] [--no-comparator]
+ *
+ * Starts its own PostgreSQL with a remote and a local database, generates a register-like table
+ * per size, and for each scenario (initial sync, no change, 1% and 10% changed) runs meter-sync
+ * and the baselines on identical copies of the data: naive (full fetch, in-memory diff,
+ * row-by-row upsert), the COPY pipe (initial sync's transfer limit), one full-table hash scan of
+ * the source (the no-change floor), and pg_comparator -S -D when it is installed. Each tool runs
+ * in a process of its own; every database is cloned fresh from a template for every run.
+ * Prints a table and writes bench/results/<date>.json.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { startPostgres } from '../scripts/postgres.js';
+import { change, generate, sourceDdl, targetDdl } from './data.js';
+
+const run = promisify(execFile);
+
+const args = process.argv.slice(2);
+const option = (name: string) => {
+  const index = args.indexOf(`--${name}`);
+  return index === -1 ? undefined : args[index + 1];
+};
+const sizes = (option('sizes') ?? '100000,1000000').split(',').map(Number);
+const withNaive = !args.includes('--no-naive');
+const comparatorBinary = '/usr/bin/pg_comparator';
+const withComparator = !args.includes('--no-comparator') && existsSync(comparatorBinary);
+
+type Tool = 'meter-sync' | 'naive' | 'copy-pipe' | 'hash-scan' | 'pg_comparator';
+type Scenario = 'initial' | 'no change' | '1% changed' | '10% changed';
+
+interface Measurement {
+  size: number;
+  scenario: Scenario;
+  tool: Tool;
+  ms: number;
+  rowsPerSecond: number;
+  peakRssMb: number | null;
+  sourceBytes: number | null;
+  targetWrites: { inserted: number; updated: number; deleted: number } | null;
+  outcome?: unknown;
+  note?: string;
+}
+
+const server = await startPostgres({
+  settings: { shared_buffers: '512MB', work_mem: '64MB', maintenance_work_mem: '256MB', max_wal_size: '8GB' },
+});
+const admin = new pg.Pool({ connectionString: server.url(), max: 1 });
+const postgres = `PostgreSQL ${(await admin.query('SHOW server_version')).rows[0].server_version}`;
+const results: Measurement[] = [];
+let clones = 0;
+
+async function createDatabase(name: string, template?: string) {
+  await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE "${name}"${template ? ` TEMPLATE "${template}" STRATEGY FILE_COPY` : ''}`);
+}
+
+async function withDatabase<T>(name: string, work: (pool: pg.Pool) => Promise<T>): Promise<T> {
+  const pool = new pg.Pool({ connectionString: server.url(name), max: 1 });
+  try {
+    return await work(pool);
+  } finally {
+    await pool.end();
+  }
+}
+
+async function targetWrites(database: string) {
+  return withDatabase(database, async (pool) => {
+    await pool.query('SELECT pg_stat_clear_snapshot()');
+    const { rows } = await pool.query(
+      "SELECT n_tup_ins::int AS inserted, n_tup_upd::int AS updated, n_tup_del::int AS deleted FROM pg_stat_user_tables WHERE relname = 'reading_register'",
+    );
+    return rows[0] as { inserted: number; updated: number; deleted: number };
+  });
+}
+
+function worker(tool: Exclude<Tool, 'pg_comparator'>, source: string, target: string) {
+  return new Promise<{ ok: boolean; ms: number; peakRssMb: number; sourceBytes: number; outcome: unknown; error?: string }>(
+    (resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', join('bench', 'worker.ts'), tool, server.url(source), server.url(target)], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let output = '';
+      child.stdout.on('data', (chunk) => {
+        output += chunk;
+      });
+      child.on('error', reject);
+      child.on('close', () => {
+        const line = output.trim().split('\n').at(-1) ?? '{}';
+        try {
+          resolve(JSON.parse(line));
+        } catch {
+          reject(new Error(`${tool} printed no result: ${output}`));
+        }
+      });
+    },
+  );
+}
+
+async function comparator(source: string, target: string) {
+  const table = (database: string) =>
+    `pgsql://postgres@${server.host}:${server.port}/${database}/public.reading_register?site_id,register_no:tenant_id,name,unit,scale,active,updated_at`;
+  const started = performance.now();
+  await run(comparatorBinary, ['-S', '-D', '--max-ratio=1.0', '--where=tenant_id = 1', table(source), table(target)], {
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return performance.now() - started;
+}
+
+/** Runs one tool on fresh clones of the scenario's databases and records the measurement. */
+async function measure(size: number, scenario: Scenario, tool: Tool, sourceTemplate: string, targetTemplate: string, rows: number) {
+  const source = `run_source_${++clones}`;
+  const target = `run_target_${clones}`;
+  await createDatabase(source, sourceTemplate);
+  await createDatabase(target, targetTemplate);
+  if (tool === 'pg_comparator') {
+    for (const database of [source, target]) await withDatabase(database, (pool) => pool.query('CREATE EXTENSION IF NOT EXISTS pgcmp'));
+  }
+  const before = await targetWrites(target);
+  let measurement: Measurement;
+  if (tool === 'pg_comparator') {
+    const ms = await comparator(source, target);
+    measurement = { size, scenario, tool, ms, rowsPerSecond: rows / (ms / 1000), peakRssMb: null, sourceBytes: null, targetWrites: null };
+  } else {
+    const result = await worker(tool, source, target);
+    if (!result.ok) throw new Error(`${tool} failed in "${scenario}" at ${size} rows: ${result.error}`);
+    measurement = {
+      size,
+      scenario,
+      tool,
+      ms: result.ms,
+      rowsPerSecond: rows / (result.ms / 1000),
+      peakRssMb: result.peakRssMb,
+      sourceBytes: result.sourceBytes,
+      targetWrites: null,
+      outcome: result.outcome,
+    };
+  }
+  const after = await targetWrites(target);
+  measurement.targetWrites = {
+    inserted: after.inserted - before.inserted,
+    updated: after.updated - before.updated,
+    deleted: after.deleted - before.deleted,
+  };
+  results.push(measurement);
+  console.error(`  ${scenario.padEnd(12)} ${tool.padEnd(14)} ${(measurement.ms / 1000).toFixed(2).padStart(7)} s`);
+  await admin.query(`DROP DATABASE "${source}" WITH (FORCE)`);
+  await admin.query(`DROP DATABASE "${target}" WITH (FORCE)`);
+}
+
+async function tableBytes(database: string) {
+  return withDatabase(database, async (pool) => {
+    const { rows } = await pool.query("SELECT pg_table_size('reading_register')::int8 AS bytes");
+    return Number(rows[0].bytes);
+  });
+}
+
+const tableSizes: Record<number, number> = {};
+const startedAll = performance.now();
+try {
+  for (const size of sizes) {
+    console.error(`${size} rows:`);
+    // Templates: the source as generated, the source after 1% and 10% changes, an empty target
+    // and a target holding the generated data (as after an earlier sync).
+    await createDatabase('source_base');
+    await withDatabase('source_base', async (pool) => {
+      await pool.query(sourceDdl);
+      await pool.query(generate(size));
+    });
+    tableSizes[size] = await tableBytes('source_base');
+    await createDatabase('target_empty');
+    await withDatabase('target_empty', (pool) => pool.query(targetDdl));
+    await createDatabase('target_synced', 'target_empty');
+    for (const [name, fraction] of [
+      ['source_1pct', 0.01],
+      ['source_10pct', 0.1],
+    ] as const) {
+      await createDatabase(name, 'source_base');
+      await withDatabase(name, (pool) => pool.query(change(size, fraction).sql));
+    }
+    // Fill the synced target with the generated data through the COPY pipe, then keep it as a template.
+    await worker('copy-pipe', 'source_base', 'target_synced');
+    await withDatabase('target_synced', (pool) => pool.query('VACUUM ANALYZE reading_register'));
+
+    const plan: [Scenario, string, string, number][] = [
+      ['initial', 'source_base', 'target_empty', size],
+      ['no change', 'source_base', 'target_synced', size],
+      ['1% changed', 'source_1pct', 'target_synced', size],
+      ['10% changed', 'source_10pct', 'target_synced', size],
+    ];
+    for (const [scenario, source, target, rows] of plan) {
+      await measure(size, scenario, 'meter-sync', source, target, rows);
+      if (scenario === 'initial') await measure(size, scenario, 'copy-pipe', source, target, rows);
+      if (scenario === 'no change') await measure(size, scenario, 'hash-scan', source, target, rows);
+      // Row-by-row inserts of a whole large table would dominate the run; the changed scenarios
+      // show the naive design's cost well enough.
+      if (withNaive && (scenario !== 'initial' || size <= 100_000)) await measure(size, scenario, 'naive', source, target, rows);
+      if (withComparator && scenario !== 'initial') await measure(size, scenario, 'pg_comparator', source, target, rows);
+    }
+  }
+} finally {
+  await admin.end();
+  await server.stop();
+}
+
+const machine = {
+  cpu: cpus()[0]?.model ?? 'unknown',
+  cores: cpus().length,
+  memoryGb: Math.round(totalmem() / 1024 ** 3),
+  node: process.version,
+  postgres,
+  date: new Date().toISOString(),
+};
+
+printTable();
+mkdirSync('bench/results', { recursive: true });
+const file = join('bench/results', `${machine.date.replace(/[:.]/g, '-')}.json`);
+writeFileSync(file, `${JSON.stringify({ machine, tableSizes, results }, null, 2)}\n`);
+console.log(`\n${file}; total ${((performance.now() - startedAll) / 1000).toFixed(0)} s`);
+
+function printTable() {
+  const find = (size: number, scenario: Scenario, tool: Tool) =>
+    results.find((r) => r.size === size && r.scenario === scenario && r.tool === tool);
+  const ratio = (a?: Measurement, b?: Measurement) => (a && b ? `${(a.ms / b.ms).toFixed(2)}×` : '–');
+  const lines = [
+    `Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GiB; Node ${machine.node}; ${machine.postgres}`,
+    '',
+    '| rows | scenario | tool | time | rows/s | peak RSS | bytes from source | target ins / upd / del |',
+    '| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const r of results) {
+    const writes = r.targetWrites ? `${r.targetWrites.inserted} / ${r.targetWrites.updated} / ${r.targetWrites.deleted}` : '–';
+    const bytes = r.sourceBytes === null ? '–' : `${(r.sourceBytes / 1024 ** 2).toFixed(2)} MB (${((100 * r.sourceBytes) / (tableSizes[r.size] ?? 1)).toFixed(2)}%)`;
+    lines.push(
+      `| ${r.size.toLocaleString('en')} | ${r.scenario} | ${r.tool} | ${(r.ms / 1000).toFixed(2)} s | ${Math.round(r.rowsPerSecond).toLocaleString('en')} | ${r.peakRssMb === null ? '–' : `${r.peakRssMb.toFixed(0)} MB`} | ${bytes} | ${writes} |`,
+    );
+  }
+  lines.push('', '| rows | ratio | value | target |', '| ---: | --- | ---: | --- |');
+  for (const size of sizes) {
+    const ours = (scenario: Scenario) => find(size, scenario, 'meter-sync');
+    lines.push(`| ${size.toLocaleString('en')} | initial sync / COPY pipe | ${ratio(ours('initial'), find(size, 'initial', 'copy-pipe'))} | ≤ 1.5× |`);
+    lines.push(`| ${size.toLocaleString('en')} | no change / one source hash scan | ${ratio(ours('no change'), find(size, 'no change', 'hash-scan'))} | ≤ 2× |`);
+    for (const scenario of ['1% changed', '10% changed'] as const) {
+      lines.push(`| ${size.toLocaleString('en')} | ${scenario}: pg_comparator / meter-sync | ${ratio(find(size, scenario, 'pg_comparator'), ours(scenario))} | ${scenario === '1% changed' ? '≥ 3×' : ''} |`);
+      lines.push(`| ${size.toLocaleString('en')} | ${scenario}: naive / meter-sync | ${ratio(find(size, scenario, 'naive'), ours(scenario))} | ${scenario === '1% changed' ? '≥ 5×' : ''} |`);
+    }
+  }
+  if (!withComparator) lines.push('', 'pg_comparator: not run (binary or pgcmp extension not installed: apt install postgresql-comparator).');
+  console.log(lines.join('\n'));
+}
