@@ -1,11 +1,22 @@
 import { defineConfig } from 'tsup';
 
-export default defineConfig({
-  entry: { index: 'src/index.ts' },
-  format: ['esm', 'cjs'],
-  dts: true,
-  sourcemap: true,
-  clean: true,
-  target: 'node20',
-  splitting: false,
-});
+export default defineConfig([
+  {
+    // The library and its test helpers (`meter-sync/testing`), for ESM and CommonJS consumers.
+    entry: { index: 'src/index.ts', testing: 'src/testing/index.ts' },
+    format: ['esm', 'cjs'],
+    dts: true,
+    // Both configs build into dist/ at once: leave the CLI's files to the other one.
+    clean: ['!cli.js'],
+    target: 'node20',
+    splitting: false,
+  },
+  {
+    // The `meter-sync` command: ESM only, it is run, never imported.
+    entry: { cli: 'src/cli/main.ts' },
+    format: ['esm'],
+    clean: false,
+    target: 'node20',
+    splitting: false,
+  },
+]);

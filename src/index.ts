@@ -1,4 +1,14 @@
 export {
+  AgentStoppedError,
+  createSyncAgent,
+  type SyncAgent,
+  type SyncAgentEvent,
+  type SyncAgentEventOf,
+  type SyncAgentEventType,
+  type SyncAgentOptions,
+  type SyncAgentStatus,
+} from './agent/index.js';
+export {
   builtInEntities,
   builtIns,
   device,

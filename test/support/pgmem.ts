@@ -1,8 +1,7 @@
 import { type IMemoryDb, newDb } from 'pg-mem';
 import type { PgPool } from '../../src/index.js';
 import { syncSchemaSql } from '../../src/index.js';
-import { remoteSchemaSql } from '../fixtures/remote.js';
-import { seedRemote } from '../fixtures/seed.js';
+import { clientSystemSchemaSql, seedClientSystem } from '../../src/sample/index.js';
 
 export interface MemDatabase {
   readonly db: IMemoryDb;
@@ -22,8 +21,8 @@ export function memDatabase(sql?: string): MemDatabase {
 
 /** A seeded remote with the built-in tables and an empty sync database. */
 export async function builtInPair(tenants: readonly number[] = [1, 2]) {
-  const remote = memDatabase(remoteSchemaSql);
-  await seedRemote(remote.pool, tenants);
+  const remote = memDatabase(clientSystemSchemaSql);
+  await seedClientSystem(remote.pool, tenants);
   const local = memDatabase(syncSchemaSql);
   return { remote, local };
 }

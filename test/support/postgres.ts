@@ -56,12 +56,11 @@ afterAll(async () => {
 
 /** A seeded remote with the built-in tables and an empty sync database, on the real server. */
 export async function builtInPairOnPostgres(tenants: readonly number[] = [1, 2]) {
-  const { remoteSchemaSql } = await import('../fixtures/remote.js');
-  const { seedRemote } = await import('../fixtures/seed.js');
+  const { clientSystemSchemaSql, seedClientSystem } = await import('../../src/sample/index.js');
   const { syncSchemaSql } = await import('../../src/index.js');
   const remote = await createDatabase('remote');
-  await remote.pool.query(remoteSchemaSql);
-  await seedRemote(remote.pool, tenants);
+  await remote.pool.query(clientSystemSchemaSql);
+  await seedClientSystem(remote.pool, tenants);
   const local = await createDatabase('local');
   await local.pool.query(syncSchemaSql);
   return { remote, local };

@@ -1,0 +1,2 @@
+export { clientSystemSchemaSql } from './client-system-schema.js';
+export { type SeedTarget, seedClientSystem } from './seed.js';

@@ -1,0 +1,49 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+/** The built command, as `npx meter-sync` runs it (`npm test` builds first). */
+export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+export interface CliRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs `meter-sync …` in a process of its own and collects its output. The environment is the
+ * test's, minus the meter-sync variables, plus `env`.
+ */
+export function runCli(
+  args: readonly string[],
+  options: { env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<CliRun> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build (npm test does)`);
+  const env = { ...process.env };
+  delete env.METER_SYNC_SOURCE_URL;
+  delete env.METER_SYNC_TARGET_URL;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: options.timeoutMs ?? 60_000,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** The counts and status in an entity's table row: `[inserted, updated, deleted, skipped, status]`. */
+export function tableRow(stdout: string, entity: string): string[] | undefined {
+  const line = stdout.split('\n').find((text) => text.trim().startsWith(`${entity} `));
+  return line?.trim().split(/\s+/).slice(1, 6);
+}
