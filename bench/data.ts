@@ -52,7 +52,10 @@ ANALYZE reading_register;`;
  * Changes `fraction` of tenant 1's rows on the source: half updated, a quarter deleted, and a
  * quarter as many new rows inserted. Deterministic.
  */
-export function change(rows: number, fraction: number): { sql: string; updates: number; deletes: number; inserts: number } {
+export function change(
+  rows: number,
+  fraction: number,
+): { sql: string; updates: number; deletes: number; inserts: number } {
   const changed = Math.round(rows * fraction);
   const updates = Math.round(changed / 2);
   const deletes = Math.round(changed / 4);

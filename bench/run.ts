@@ -47,7 +47,12 @@ interface Measurement {
 }
 
 const server = await startPostgres({
-  settings: { shared_buffers: '512MB', work_mem: '64MB', maintenance_work_mem: '256MB', max_wal_size: '8GB' },
+  settings: {
+    shared_buffers: '512MB',
+    work_mem: '64MB',
+    maintenance_work_mem: '256MB',
+    max_wal_size: '8GB',
+  },
 });
 const admin = new pg.Pool({ connectionString: server.url(), max: 1 });
 const postgres = `PostgreSQL ${(await admin.query('SHOW server_version')).rows[0].server_version}`;
@@ -56,7 +61,9 @@ let clones = 0;
 
 async function createDatabase(name: string, template?: string) {
   await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE "${name}"${template ? ` TEMPLATE "${template}" STRATEGY FILE_COPY` : ''}`);
+  await admin.query(
+    `CREATE DATABASE "${name}"${template ? ` TEMPLATE "${template}" STRATEGY FILE_COPY` : ''}`,
+  );
 }
 
 async function withDatabase<T>(name: string, work: (pool: pg.Pool) => Promise<T>): Promise<T> {
@@ -79,55 +86,86 @@ async function targetWrites(database: string) {
 }
 
 function worker(tool: Exclude<Tool, 'pg_comparator'>, source: string, target: string) {
-  return new Promise<{ ok: boolean; ms: number; peakRssMb: number; sourceBytes: number; outcome: unknown; error?: string }>(
-    (resolve, reject) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', join('bench', 'worker.ts'), tool, server.url(source), server.url(target)], {
+  return new Promise<{
+    ok: boolean;
+    ms: number;
+    peakRssMb: number;
+    sourceBytes: number;
+    outcome: unknown;
+    error?: string;
+  }>((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join('bench', 'worker.ts'), tool, server.url(source), server.url(target)],
+      {
         stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      let output = '';
-      child.stdout.on('data', (chunk) => {
-        output += chunk;
-      });
-      child.on('error', reject);
-      child.on('close', () => {
-        const line = output.trim().split('\n').at(-1) ?? '{}';
-        try {
-          resolve(JSON.parse(line));
-        } catch {
-          reject(new Error(`${tool} printed no result: ${output}`));
-        }
-      });
-    },
-  );
+      },
+    );
+    let output = '';
+    child.stdout.on('data', (chunk) => {
+      output += chunk;
+    });
+    child.on('error', reject);
+    child.on('close', () => {
+      const line = output.trim().split('\n').at(-1) ?? '{}';
+      try {
+        resolve(JSON.parse(line));
+      } catch {
+        reject(new Error(`${tool} printed no result: ${output}`));
+      }
+    });
+  });
 }
 
 async function comparator(source: string, target: string) {
   const table = (database: string) =>
     `pgsql://postgres@${server.host}:${server.port}/${database}/public.reading_register?site_id,register_no:tenant_id,name,unit,scale,active,updated_at`;
   const started = performance.now();
-  await run(comparatorBinary, ['-S', '-D', '--max-ratio=1.0', '--where=tenant_id = 1', table(source), table(target)], {
-    maxBuffer: 64 * 1024 * 1024,
-  });
+  await run(
+    comparatorBinary,
+    ['-S', '-D', '--max-ratio=1.0', '--where=tenant_id = 1', table(source), table(target)],
+    {
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  );
   return performance.now() - started;
 }
 
 /** Runs one tool on fresh clones of the scenario's databases and records the measurement. */
-async function measure(size: number, scenario: Scenario, tool: Tool, sourceTemplate: string, targetTemplate: string, rows: number) {
+async function measure(
+  size: number,
+  scenario: Scenario,
+  tool: Tool,
+  sourceTemplate: string,
+  targetTemplate: string,
+  rows: number,
+) {
   const source = `run_source_${++clones}`;
   const target = `run_target_${clones}`;
   await createDatabase(source, sourceTemplate);
   await createDatabase(target, targetTemplate);
   if (tool === 'pg_comparator') {
-    for (const database of [source, target]) await withDatabase(database, (pool) => pool.query('CREATE EXTENSION IF NOT EXISTS pgcmp'));
+    for (const database of [source, target])
+      await withDatabase(database, (pool) => pool.query('CREATE EXTENSION IF NOT EXISTS pgcmp'));
   }
   const before = await targetWrites(target);
   let measurement: Measurement;
   if (tool === 'pg_comparator') {
     const ms = await comparator(source, target);
-    measurement = { size, scenario, tool, ms, rowsPerSecond: rows / (ms / 1000), peakRssMb: null, sourceBytes: null, targetWrites: null };
+    measurement = {
+      size,
+      scenario,
+      tool,
+      ms,
+      rowsPerSecond: rows / (ms / 1000),
+      peakRssMb: null,
+      sourceBytes: null,
+      targetWrites: null,
+    };
   } else {
     const result = await worker(tool, source, target);
-    if (!result.ok) throw new Error(`${tool} failed in "${scenario}" at ${size} rows: ${result.error}`);
+    if (!result.ok)
+      throw new Error(`${tool} failed in "${scenario}" at ${size} rows: ${result.error}`);
     measurement = {
       size,
       scenario,
@@ -147,7 +185,9 @@ async function measure(size: number, scenario: Scenario, tool: Tool, sourceTempl
     deleted: after.deleted - before.deleted,
   };
   results.push(measurement);
-  console.error(`  ${scenario.padEnd(12)} ${tool.padEnd(14)} ${(measurement.ms / 1000).toFixed(2).padStart(7)} s`);
+  console.error(
+    `  ${scenario.padEnd(12)} ${tool.padEnd(14)} ${(measurement.ms / 1000).toFixed(2).padStart(7)} s`,
+  );
   await admin.query(`DROP DATABASE "${source}" WITH (FORCE)`);
   await admin.query(`DROP DATABASE "${target}" WITH (FORCE)`);
 }
@@ -195,11 +235,14 @@ try {
     for (const [scenario, source, target, rows] of plan) {
       await measure(size, scenario, 'meter-sync', source, target, rows);
       if (scenario === 'initial') await measure(size, scenario, 'copy-pipe', source, target, rows);
-      if (scenario === 'no change') await measure(size, scenario, 'hash-scan', source, target, rows);
+      if (scenario === 'no change')
+        await measure(size, scenario, 'hash-scan', source, target, rows);
       // Row-by-row inserts of a whole large table would dominate the run; the changed scenarios
       // show the naive design's cost well enough.
-      if (withNaive && (scenario !== 'initial' || size <= 100_000)) await measure(size, scenario, 'naive', source, target, rows);
-      if (withComparator && scenario !== 'initial') await measure(size, scenario, 'pg_comparator', source, target, rows);
+      if (withNaive && (scenario !== 'initial' || size <= 100_000))
+        await measure(size, scenario, 'naive', source, target, rows);
+      if (withComparator && scenario !== 'initial')
+        await measure(size, scenario, 'pg_comparator', source, target, rows);
     }
   }
 } finally {
@@ -225,7 +268,8 @@ console.log(`\n${file}; total ${((performance.now() - startedAll) / 1000).toFixe
 function printTable() {
   const find = (size: number, scenario: Scenario, tool: Tool) =>
     results.find((r) => r.size === size && r.scenario === scenario && r.tool === tool);
-  const ratio = (a?: Measurement, b?: Measurement) => (a && b ? `${(a.ms / b.ms).toFixed(2)}×` : '–');
+  const ratio = (a?: Measurement, b?: Measurement) =>
+    a && b ? `${(a.ms / b.ms).toFixed(2)}×` : '–';
   const lines = [
     `Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GiB; Node ${machine.node}; ${machine.postgres}`,
     '',
@@ -233,8 +277,13 @@ function printTable() {
     '| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of results) {
-    const writes = r.targetWrites ? `${r.targetWrites.inserted} / ${r.targetWrites.updated} / ${r.targetWrites.deleted}` : '–';
-    const bytes = r.sourceBytes === null ? '–' : `${(r.sourceBytes / 1024 ** 2).toFixed(2)} MB (${((100 * r.sourceBytes) / (tableSizes[r.size] ?? 1)).toFixed(2)}%)`;
+    const writes = r.targetWrites
+      ? `${r.targetWrites.inserted} / ${r.targetWrites.updated} / ${r.targetWrites.deleted}`
+      : '–';
+    const bytes =
+      r.sourceBytes === null
+        ? '–'
+        : `${(r.sourceBytes / 1024 ** 2).toFixed(2)} MB (${((100 * r.sourceBytes) / (tableSizes[r.size] ?? 1)).toFixed(2)}%)`;
     lines.push(
       `| ${r.size.toLocaleString('en')} | ${r.scenario} | ${r.tool} | ${(r.ms / 1000).toFixed(2)} s | ${Math.round(r.rowsPerSecond).toLocaleString('en')} | ${r.peakRssMb === null ? '–' : `${r.peakRssMb.toFixed(0)} MB`} | ${bytes} | ${writes} |`,
     );
@@ -242,13 +291,25 @@ function printTable() {
   lines.push('', '| rows | ratio | value | target |', '| ---: | --- | ---: | --- |');
   for (const size of sizes) {
     const ours = (scenario: Scenario) => find(size, scenario, 'meter-sync');
-    lines.push(`| ${size.toLocaleString('en')} | initial sync / COPY pipe | ${ratio(ours('initial'), find(size, 'initial', 'copy-pipe'))} | ≤ 1.5× |`);
-    lines.push(`| ${size.toLocaleString('en')} | no change / one source hash scan | ${ratio(ours('no change'), find(size, 'no change', 'hash-scan'))} | ≤ 2× |`);
+    lines.push(
+      `| ${size.toLocaleString('en')} | initial sync / COPY pipe | ${ratio(ours('initial'), find(size, 'initial', 'copy-pipe'))} | ≤ 1.5× |`,
+    );
+    lines.push(
+      `| ${size.toLocaleString('en')} | no change / one source hash scan | ${ratio(ours('no change'), find(size, 'no change', 'hash-scan'))} | ≤ 2× |`,
+    );
     for (const scenario of ['1% changed', '10% changed'] as const) {
-      lines.push(`| ${size.toLocaleString('en')} | ${scenario}: pg_comparator / meter-sync | ${ratio(find(size, scenario, 'pg_comparator'), ours(scenario))} | ${scenario === '1% changed' ? '≥ 3×' : ''} |`);
-      lines.push(`| ${size.toLocaleString('en')} | ${scenario}: naive / meter-sync | ${ratio(find(size, scenario, 'naive'), ours(scenario))} | ${scenario === '1% changed' ? '≥ 5×' : ''} |`);
+      lines.push(
+        `| ${size.toLocaleString('en')} | ${scenario}: pg_comparator / meter-sync | ${ratio(find(size, scenario, 'pg_comparator'), ours(scenario))} | ${scenario === '1% changed' ? '≥ 3×' : ''} |`,
+      );
+      lines.push(
+        `| ${size.toLocaleString('en')} | ${scenario}: naive / meter-sync | ${ratio(find(size, scenario, 'naive'), ours(scenario))} | ${scenario === '1% changed' ? '≥ 5×' : ''} |`,
+      );
     }
   }
-  if (!withComparator) lines.push('', 'pg_comparator: not run (binary or pgcmp extension not installed: apt install postgresql-comparator).');
+  if (!withComparator)
+    lines.push(
+      '',
+      'pg_comparator: not run (binary or pgcmp extension not installed: apt install postgresql-comparator).',
+    );
   console.log(lines.join('\n'));
 }

@@ -26,7 +26,10 @@ source.on('connect', (client) => sourceClients.add(client));
 
 const bytesFromSource = () =>
   [...sourceClients].reduce(
-    (sum, client) => sum + ((client as unknown as { connection: { stream: { bytesRead: number } } }).connection.stream.bytesRead ?? 0),
+    (sum, client) =>
+      sum +
+      ((client as unknown as { connection: { stream: { bytesRead: number } } }).connection.stream
+        .bytesRead ?? 0),
     0,
   );
 
@@ -43,7 +46,14 @@ async function naive(): Promise<unknown> {
   const [fromSource, fromTarget] = await Promise.all([source.query(select), target.query(select)]);
   const keyOf = (row: Record<string, unknown>) => `${row.site_id}/${row.register_no}`;
   const valuesOf = (row: Record<string, unknown>) =>
-    JSON.stringify([String(row.tenant_id), row.name, row.unit, row.scale, row.active, (row.updated_at as Date | null)?.toISOString()]);
+    JSON.stringify([
+      String(row.tenant_id),
+      row.name,
+      row.unit,
+      row.scale,
+      row.active,
+      (row.updated_at as Date | null)?.toISOString(),
+    ]);
   const stored = new Map(fromTarget.rows.map((row) => [keyOf(row), valuesOf(row)]));
   const client = await target.connect();
   let inserted = 0;
@@ -60,14 +70,26 @@ async function naive(): Promise<unknown> {
         `INSERT INTO reading_register (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (site_id, register_no) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, name = EXCLUDED.name,
            unit = EXCLUDED.unit, scale = EXCLUDED.scale, active = EXCLUDED.active, updated_at = EXCLUDED.updated_at`,
-        [row.site_id, row.register_no, row.tenant_id, row.name, row.unit, row.scale, row.active, row.updated_at],
+        [
+          row.site_id,
+          row.register_no,
+          row.tenant_id,
+          row.name,
+          row.unit,
+          row.scale,
+          row.active,
+          row.updated_at,
+        ],
       );
       if (existing === undefined) inserted++;
       else updated++;
     }
     for (const key of stored.keys()) {
       const [site, register] = key.split('/');
-      await client.query('DELETE FROM reading_register WHERE site_id = $1 AND register_no = $2', [site, register]);
+      await client.query('DELETE FROM reading_register WHERE site_id = $1 AND register_no = $2', [
+        site,
+        register,
+      ]);
       deleted++;
     }
     await client.query('COMMIT');
@@ -82,8 +104,12 @@ async function copyPipe(): Promise<unknown> {
   const to = await target.connect();
   try {
     await to.query('BEGIN');
-    const out = from.query(copyTo(`COPY (SELECT ${COLUMNS} FROM reading_register WHERE tenant_id = 1) TO STDOUT`)) as Readable;
-    const into = to.query(copyFrom(`COPY reading_register (${COLUMNS}) FROM STDIN`)) as Writable & { rowCount: number };
+    const out = from.query(
+      copyTo(`COPY (SELECT ${COLUMNS} FROM reading_register WHERE tenant_id = 1) TO STDOUT`),
+    ) as Readable;
+    const into = to.query(copyFrom(`COPY reading_register (${COLUMNS}) FROM STDIN`)) as Writable & {
+      rowCount: number;
+    };
     await pipeline(out, into);
     await to.query('COMMIT');
     return { inserted: into.rowCount };
@@ -127,7 +153,9 @@ try {
   const peakRssMb = process.resourceUsage().maxRSS / 1024;
   console.log(JSON.stringify({ ok: true, ms, peakRssMb, sourceBytes: bytesFromSource(), outcome }));
 } catch (error) {
-  console.log(JSON.stringify({ ok: false, error: error instanceof Error ? error.message : String(error) }));
+  console.log(
+    JSON.stringify({ ok: false, error: error instanceof Error ? error.message : String(error) }),
+  );
   process.exitCode = 1;
 } finally {
   await Promise.all([source.end(), target.end()]);

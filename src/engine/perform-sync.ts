@@ -33,8 +33,8 @@ export interface PerformSyncOptions<E extends AnyEntity = AnyEntity> {
   /**
    * The sync lock on the target (a PostgreSQL advisory lock held for the run), so two syncs into
    * one database never overlap: `true` (default) rejects with `LockedError` when another sync
-   * holds it, `'wait'` waits for it, `false` skips it. Engines without advisory locks (pg-mem)
-   * have no lock.
+   * holds it, `'wait'` waits for it, `false` skips it. A dry run writes nothing and defaults to
+   * `false`. Engines without advisory locks (pg-mem) have no lock.
    */
   readonly lock?: boolean | 'wait' | undefined;
   /** `statement_timeout` for every statement of the run, in milliseconds (PostgreSQL). */
@@ -95,7 +95,8 @@ async function runLocked<E extends AnyEntity>(
   target: SyncDatabase,
 ): Promise<SyncResult<E['name']>> {
   const { logger, dryRun } = settings;
-  const lock = options.lock ?? true;
+  // A dry run writes nothing, so it need not wait for (or fail on) a running sync.
+  const lock = options.lock ?? !dryRun;
   const locking = lock !== false && isPgSyncDatabase(target);
   if (locking && !(await target.lock(lock === 'wait'))) {
     throw new LockedError(
@@ -164,24 +165,28 @@ async function runLocked<E extends AnyEntity>(
   }
 }
 
-/** Validates the options that need no I/O and picks the entities to run. */
-function resolveEntities<E extends AnyEntity>(
+/**
+ * Validates the options that need no I/O and picks the entities to run: what `performSync`
+ * rejects before touching a database. Throws `ConfigurationError` or `DefinitionError`.
+ */
+export function resolveEntities<E extends AnyEntity>(
   options: PerformSyncOptions<E>,
+  caller = 'performSync',
 ): { registry: Registry<E>; selected: readonly E[] } {
   const fail = (message: string): never => {
     throw new ConfigurationError(message);
   };
   if (typeof options?.source?.connect !== 'function')
-    fail('performSync: source must be a pg-compatible pool (with connect())');
+    fail(`${caller}: source must be a pg-compatible pool (with connect())`);
   if (
     !isSyncDatabase(options.target) &&
     typeof (options.target as PgPool)?.connect !== 'function'
   ) {
-    fail('performSync: target must be a pg-compatible pool or a SyncDatabase');
+    fail(`${caller}: target must be a pg-compatible pool or a SyncDatabase`);
   }
   const { tenantId } = options;
   if (tenantId !== undefined && !['string', 'number', 'bigint'].includes(typeof tenantId)) {
-    fail(`performSync: tenantId must be a string, number or bigint, got ${typeof tenantId}`);
+    fail(`${caller}: tenantId must be a string, number or bigint, got ${typeof tenantId}`);
   }
   const given = options.entities ?? (builtInEntities as unknown as readonly E[]);
   const registry = isRegistry(given) ? given : createRegistry(given);
@@ -191,7 +196,7 @@ function resolveEntities<E extends AnyEntity>(
     .map((entity) => entity.name);
   if (tenantId === undefined && scoped.length > 0) {
     fail(
-      `performSync: tenantId is required: ${scoped.join(', ')} ${scoped.length > 1 ? 'are' : 'is'} tenant-scoped`,
+      `${caller}: tenantId is required: ${scoped.join(', ')} ${scoped.length > 1 ? 'are' : 'is'} tenant-scoped`,
     );
   }
   return { registry, selected };

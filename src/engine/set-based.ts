@@ -18,6 +18,7 @@ import {
   deleteHeldElsewhere,
   deleteOrphans,
   duplicateStageKey,
+  estimateTargetRows,
   firstInvalidRow,
   missingOnSource,
   SETTING,
@@ -26,7 +27,7 @@ import {
   sourceBucketAggregate,
   storedOrphans,
   targetBucketAggregate,
-  targetSize,
+  targetPresence,
   upsertFromStage,
 } from '../db/pg/set-sql.js';
 import type { PgSourceSnapshot } from '../db/pg/source.js';
@@ -48,6 +49,11 @@ type Row = Record<string, unknown>;
 /** Rows per bucket in the first comparison: few buckets keep an unchanged run's traffic tiny. */
 const ROWS_PER_BUCKET = 256;
 const MAX_BUCKETS = 1 << 16;
+/** The finer pass scans both sides once more; below this size that costs more than it saves. */
+const FINE_PASS_MIN_ROWS = 50_000;
+/** Above this share of changed rows nearly every fine bucket differs too. */
+const FINE_PASS_MAX_CHANGE_SHARE = 0.04;
+const MAX_FINE_BUCKETS = 1 << 20;
 const UPSERT_SAVEPOINT = 'meter_sync_upsert';
 const MIN_SERVER_VERSION = 110000;
 /**
@@ -55,7 +61,12 @@ const MIN_SERVER_VERSION = 110000;
  * hash table: the planner cannot see the bucket count behind a setting and would otherwise sort
  * (and spill) a million rows.
  */
-const SESSION_SETTINGS = { [SETTING.bucketMask]: '0', work_mem: '64MB' };
+const SESSION_SETTINGS = {
+  [SETTING.bucketMask]: '0',
+  work_mem: '64MB',
+  // A sync is background work: it should not claim every core of a production server.
+  max_parallel_workers_per_gather: '0',
+};
 
 /** Whether the set-based path can take the entity, and how; or why not. */
 export type SetBasedChoice =
@@ -91,6 +102,13 @@ export async function chooseSetBased(
     return {
       use: false,
       reason: 'the target is not PostgreSQL reached through node-postgres (no COPY)',
+    };
+  }
+  const versions = [source.capabilities.serverVersion, targetCapabilities.serverVersion];
+  if (!versions.every((version) => (version ?? 0) >= MIN_SERVER_VERSION)) {
+    return {
+      use: false,
+      reason: 'the typed hash functions need PostgreSQL 11 or later on both sides',
     };
   }
   const schema = entity.columns as z.ZodObject;
@@ -216,13 +234,22 @@ export async function syncSetBased(
       entity.tenantColumn === undefined
         ? {}
         : { [SETTING.tenant]: String(toParameter(scope.tenantId, 'scalar')) };
-    const [size] = await Promise.all([
-      onTarget(setSettings({ ...tenant, ...SESSION_SETTINGS }), 'preparing the comparison').then(
-        () => onTarget(targetSize(shape), 'counting target rows'),
-      ),
+    const [, [presenceRows, estimateRows]] = await Promise.all([
       onSource(setSettings({ ...tenant, ...SESSION_SETTINGS }), 'preparing the comparison'),
+      onTarget(setSettings({ ...tenant, ...SESSION_SETTINGS }), 'preparing the comparison').then(
+        () =>
+          Promise.all([
+            onTarget(targetPresence(shape), 'looking at the target'),
+            onTarget(
+              estimateTargetRows(shape, toParameter(scope.tenantId, 'scalar')),
+              'estimating target rows',
+            ),
+          ]),
+      ),
     ]);
-    const inScope = Number(size[0]?.in_scope ?? 0);
+    const presence = presenceRows?.[0];
+    const inScope =
+      presence?.any_in_scope === true ? Math.max(1, plannedRows(estimateRows?.[0])) : 0;
     const copy = (outSql: string, inSql: string, phase: 'reading' | 'comparing') =>
       pipeCopy(sourceClient, outSql, targetClient, inSql).catch((error: unknown) => {
         throw databaseError(
@@ -234,7 +261,7 @@ export async function syncSetBased(
     const progress = (phase: 'reading' | 'comparing' | 'writing', rows: number) =>
       context.emit({ type: 'entity-progress', entity: entity.name, phase, rows });
 
-    if (inScope === 0 && size[0]?.empty === true && entity.references.length === 0) {
+    if (inScope === 0 && presence?.empty === true && entity.references.length === 0) {
       // Nothing to compare with and no row to keep: rows go straight into the table.
       const { rows } = await copy(
         copySourceRows(shape, false),
@@ -267,26 +294,45 @@ export async function syncSetBased(
         MAX_BUCKETS,
         2 ** Math.ceil(Math.log2(Math.max(1, inScope / ROWS_PER_BUCKET))),
       );
-      const mask = { [SETTING.bucketMask]: String(buckets - 1) };
-      await Promise.all([
-        onSource(setSettings(mask), 'preparing buckets'),
-        onTarget(setSettings(mask), 'preparing buckets'),
-      ]);
-      const [sourceSums, targetSums] = await Promise.all([
-        onSource(sourceBucketAggregate(shape), 'summarising source buckets'),
-        onTarget(targetBucketAggregate(shape), 'summarising target buckets'),
-      ]);
+      const onBoth = (settings: Record<string, string>, action: string) =>
+        Promise.all([
+          onSource(setSettings(settings), action),
+          onTarget(setSettings(settings), action),
+        ]);
+      const summarise = (filtered: boolean) =>
+        Promise.all([
+          onSource(sourceBucketAggregate(shape, filtered), 'summarising source buckets'),
+          onTarget(targetBucketAggregate(shape, filtered), 'summarising target buckets'),
+        ]);
+      await onBoth({ [SETTING.bucketMask]: String(buckets - 1) }, 'preparing buckets');
+      const [sourceSums, targetSums] = await summarise(false);
       sourceTotal = sourceSums.reduce((sum, row) => sum + Number(row.rows), 0);
       progress('comparing', sourceTotal);
-      const differing = differingBuckets(sourceSums, targetSums);
+      let differing = differingBuckets(sourceSums, targetSums);
+      let mask = buckets - 1;
+      const fine = finerBuckets(buckets, differing.length, inScope);
+      if (differing.length > 0 && fine !== undefined) {
+        // Few changes spread over many buckets: sum again per finer bucket, within the
+        // differing ones, so that only the rows of differing fine buckets travel.
+        await onBoth(
+          {
+            [SETTING.bucketMask]: String(fine - 1),
+            [SETTING.filterMask]: String(mask),
+            [SETTING.buckets]: `{${differing.join(',')}}`,
+          },
+          'preparing finer buckets',
+        );
+        const [sourceFine, targetFine] = await summarise(true);
+        differing = differingBuckets(sourceFine, targetFine);
+        mask = fine - 1;
+      }
       if (differing.length > 0) {
-        const someBuckets = differing.length <= buckets / 2;
+        const someBuckets = differing.length <= (mask + 1) / 2;
         if (someBuckets) {
-          const list = { [SETTING.buckets]: `{${differing.join(',')}}` };
-          await Promise.all([
-            onSource(setSettings(list), 'listing buckets'),
-            onTarget(setSettings(list), 'listing buckets'),
-          ]);
+          await onBoth(
+            { [SETTING.filterMask]: String(mask), [SETTING.buckets]: `{${differing.join(',')}}` },
+            'listing buckets',
+          );
         }
         await onTarget(createSourceHash(shape), 'creating the hash table');
         await copy(copySourceKeyHashes(shape, someBuckets), copyIntoSourceHash(shape), 'comparing');
@@ -398,6 +444,30 @@ function empty(warnings: readonly SyncWarning[]): Outcome {
     cascades: [],
     warnings,
   };
+}
+
+/**
+ * The finer bucket count worth a second pass, or undefined. From the share of differing buckets
+ * the number of changed rows is estimated (changes fall into buckets like balls into bins); a
+ * second pass pays when they are few enough that most fine buckets stay equal.
+ */
+export function finerBuckets(buckets: number, differing: number, rows: number): number | undefined {
+  const share = differing / buckets;
+  // Near saturation the share no longer tells how many rows changed: assume many.
+  if (rows < FINE_PASS_MIN_ROWS || share <= 0.25 || share > 0.98) return undefined;
+  const changes = -buckets * Math.log(1 - share);
+  if (changes > rows * FINE_PASS_MAX_CHANGE_SHARE) return undefined;
+  const fine = 2 ** Math.ceil(Math.log2(changes * 4));
+  return fine > buckets ? Math.min(fine, MAX_FINE_BUCKETS) : undefined;
+}
+
+/** `Plan Rows` of an `EXPLAIN (FORMAT JSON)` result row. */
+function plannedRows(row: StoredRow | undefined): number {
+  const plan = row?.['QUERY PLAN'];
+  const parsed = typeof plan === 'string' ? JSON.parse(plan) : plan;
+  return Number(
+    (parsed as { Plan?: { 'Plan Rows'?: number } }[] | undefined)?.[0]?.Plan?.['Plan Rows'] ?? 0,
+  );
 }
 
 function differingBuckets(source: readonly StoredRow[], target: readonly StoredRow[]): string[] {

@@ -4,7 +4,7 @@ import { DatabaseError, LockedError, performSync } from '../../src/index.js';
 import { builtInPairOnPostgres, recordingPool } from '../support/postgres.js';
 
 describe('run options on PostgreSQL', () => {
-  it('refuses to run while another sync holds the lock, or waits for it when asked', async () => {
+  it('refuses to run while another sync holds the lock, waits for it when asked, and plans without it', async () => {
     const { remote, local } = await builtInPairOnPostgres([1]);
     const holder = new pg.Client({ connectionString: local.url });
     await holder.connect();
@@ -29,6 +29,14 @@ describe('run options on PostgreSQL', () => {
       expect((await waiting).entities.register.inserted).toBe(4);
       const unlocked = await performSync({ source: remote.pool, target: local.pool, tenantId: 1 });
       expect(unlocked.ok).toBe(true);
+      await holder.query('SELECT pg_advisory_lock(1836284270, 0)');
+      const planned = await performSync({
+        source: remote.pool,
+        target: local.pool,
+        tenantId: 1,
+        dryRun: true,
+      });
+      expect(planned.ok).toBe(true);
     } finally {
       await holder.end();
     }

@@ -1,4 +1,4 @@
-import type { PgClient, PgPool } from './pool.js';
+import type { PgPool } from './pool.js';
 import { SERVER_VERSION, TYPE_PARSER_PROBE } from './sql.js';
 import { exactTypeParsers } from './type-parsers.js';
 

@@ -18,6 +18,7 @@ import { quoteIdent, quoteTable, type Statement } from './sql.js';
 export const SETTING = {
   tenant: 'meter_sync.tenant',
   bucketMask: 'meter_sync.bucket_mask',
+  filterMask: 'meter_sync.filter_mask',
   buckets: 'meter_sync.buckets',
   key: (index: number) => `meter_sync.key_${index}`,
 } as const;
@@ -64,14 +65,24 @@ function typeOf(types: ReadonlyMap<string, SqlType>, column: string): string {
   return types.get(column)?.formatted ?? 'text';
 }
 
-/** The key's bucket: its hash, masked to the bucket count. */
-function bucketExpression(shape: SetShape, alias: string): string {
+/** The key's hash masked by a setting: its bucket at the level that setting names. */
+function bucketExpression(
+  shape: SetShape,
+  alias: string,
+  mask: string = SETTING.bucketMask,
+): string {
   const key = shape.entity.key.map((column) => ({
     value: columnOf(alias, column),
     cls: classOf(shape, column),
   }));
-  return `((${combinedHash(key, 0)}) & ${setting(SETTING.bucketMask, 'int8')})`;
+  return `((${combinedHash(key, 0)}) & ${setting(mask, 'int8')})`;
 }
+
+/** Keeps rows whose bucket at the filter level is in the listed buckets. */
+// IN (SELECT unnest(…)) becomes a hashed semi-join; = ANY(non-constant array) would scan the
+// whole list for every row.
+const inListedBuckets = (shape: SetShape, alias: string) =>
+  `${bucketExpression(shape, alias, SETTING.filterMask)} IN (SELECT unnest(${setting(SETTING.buckets, 'int8[]')}))`;
 
 /** A 64-bit hash of the row's synced columns. */
 function rowHashExpression(shape: SetShape, alias: string): string {
@@ -140,27 +151,29 @@ function targetScope(shape: SetShape, alias: string): string {
   return `${columnOf(alias, tenant)} = ${setting(SETTING.tenant, typeOf(shape.targetTypes, tenant))}`;
 }
 
-/** Per-bucket row count and hash sum of the source rows in scope. */
-export function sourceBucketAggregate(shape: SetShape): string {
+/**
+ * Per-bucket row count and hash sum of the source rows in scope; `filtered` keeps only rows in
+ * the listed buckets of the coarser level.
+ */
+export function sourceBucketAggregate(shape: SetShape, filtered: boolean): string {
+  const where = filtered ? ` WHERE ${inListedBuckets(shape, SOURCE)}` : '';
   return `SELECT ${bucketExpression(shape, SOURCE)} AS bucket, count(*) AS rows, sum(${rowHashExpression(shape, SOURCE)})::text AS hash_sum
-FROM ${sourceRelation(shape)} GROUP BY 1`;
+FROM ${sourceRelation(shape)}${where} GROUP BY 1`;
 }
 
-/** Per-bucket row count and hash sum of the target rows in scope. */
-export function targetBucketAggregate(shape: SetShape): string {
+/** The same per-bucket sums over the target rows in scope. */
+export function targetBucketAggregate(shape: SetShape, filtered: boolean): string {
+  const where = filtered ? ` AND ${inListedBuckets(shape, TARGET)}` : '';
   return `SELECT ${bucketExpression(shape, TARGET)} AS bucket, count(*) AS rows, sum(${rowHashExpression(shape, TARGET)})::text AS hash_sum
-FROM ${quoteTable(shape.entity.table)} AS ${quoteIdent(TARGET)} WHERE ${targetScope(shape, TARGET)} GROUP BY 1`;
+FROM ${quoteTable(shape.entity.table)} AS ${quoteIdent(TARGET)} WHERE ${targetScope(shape, TARGET)}${where} GROUP BY 1`;
 }
-
-const bucketFilter = (expression: string) =>
-  `${expression} = ANY(${setting(SETTING.buckets, 'int8[]')})`;
 
 /** `COPY` of the source's keys and row hashes, for all buckets or those listed in the setting. */
 export function copySourceKeyHashes(shape: SetShape, someBuckets: boolean): string {
   const keys = shape.entity.key.map((column) =>
     transferText(columnOf(SOURCE, column), classOf(shape, column)),
   );
-  const where = someBuckets ? ` WHERE ${bucketFilter(bucketExpression(shape, SOURCE))}` : '';
+  const where = someBuckets ? ` WHERE ${inListedBuckets(shape, SOURCE)}` : '';
   return `COPY (SELECT ${keys.join(', ')}, ${rowHashExpression(shape, SOURCE)} FROM ${sourceRelation(shape)}${where}) TO STDOUT`;
 }
 
@@ -195,7 +208,7 @@ export function createChanged(shape: SetShape, someBuckets: boolean): string {
       `COALESCE(${columnOf('s', column)}, ${columnOf(TARGET, column)}) AS ${quoteIdent(column)}`,
   );
   const first = quoteIdent(entity.key[0] as string);
-  const buckets = someBuckets ? ` AND ${bucketFilter(bucketExpression(shape, TARGET))}` : '';
+  const buckets = someBuckets ? ` AND ${inListedBuckets(shape, TARGET)}` : '';
   const targetRows = `SELECT ${entity.key.map((column) => columnOf(TARGET, column)).join(', ')}, ${rowHashExpression(shape, TARGET)} AS "meter_sync_hash"
   FROM ${quoteTable(entity.table)} AS ${quoteIdent(TARGET)} WHERE ${targetScope(shape, TARGET)}${buckets}`;
   return `CREATE TEMP TABLE ${quoteIdent(TEMP.changed)} ON COMMIT DROP AS
@@ -234,10 +247,7 @@ export function copySourceRows(shape: SetShape, byKey: boolean): string {
       setting(SETTING.key(index), `${typeOf(shape.sourceTypes, column)}[]`),
     );
     const keys = entity.key.map((column) => columnOf(SOURCE, column));
-    where =
-      keys.length === 1
-        ? ` WHERE ${keys[0]} = ANY(${arrays[0]})`
-        : ` WHERE (${keys.join(', ')}) IN (SELECT * FROM unnest(${arrays.join(', ')}))`;
+    where = ` WHERE (${keys.join(', ')}) IN (SELECT * FROM unnest(${arrays.join(', ')}))`;
   }
   return `COPY (SELECT ${values.join(', ')} FROM ${sourceRelation(shape)}${where}) TO STDOUT`;
 }
@@ -393,8 +403,22 @@ ON CONFLICT (${key}) ${conflict} RETURNING ${returnKeys ? returning.join(', ') :
     : `WITH w AS (${write}) SELECT count(*) FILTER (WHERE inserted)::int AS inserted, count(*) FILTER (WHERE NOT inserted)::int AS updated FROM w`;
 }
 
-/** Counts rows in scope on the target, and whether the table is empty for every tenant. */
-export function targetSize(shape: SetShape): string {
-  return `SELECT (SELECT count(*) FROM ${quoteTable(shape.entity.table)} AS t WHERE ${targetScope(shape, 't')})::int8::text AS in_scope,
+/** Whether the target has rows in scope, and whether the table is empty for every tenant. */
+export function targetPresence(shape: SetShape): string {
+  return `SELECT EXISTS (SELECT 1 FROM ${quoteTable(shape.entity.table)} AS t WHERE ${targetScope(shape, 't')}) AS any_in_scope,
   NOT EXISTS (SELECT 1 FROM ${quoteTable(shape.entity.table)}) AS empty`;
+}
+
+/**
+ * The planner's estimate of the target rows in scope (from the table's statistics, for this
+ * tenant): enough to size buckets, without counting a million rows.
+ */
+export function estimateTargetRows(shape: SetShape, tenantValue: unknown): Statement {
+  const tenant = shape.entity.tenantColumn;
+  return tenant === undefined
+    ? { text: `EXPLAIN (FORMAT JSON) SELECT 1 FROM ${quoteTable(shape.entity.table)}`, values: [] }
+    : {
+        text: `EXPLAIN (FORMAT JSON) SELECT 1 FROM ${quoteTable(shape.entity.table)} WHERE ${quoteIdent(tenant)} = $1`,
+        values: [tenantValue],
+      };
 }

@@ -51,7 +51,7 @@ export interface PgSyncDatabase extends SyncDatabase {
   session<T>(work: (db: PgSyncDatabase) => Promise<T>): Promise<T>;
   /**
    * Inside a session: takes the sync lock, a session-level advisory lock on the target
-   * (`pg_advisory_lock(1836219758, 0)`), so two syncs into one database never overlap. With
+   * (`pg_advisory_lock(1836284270, 0)`), so two syncs into one database never overlap. With
    * `wait`, blocks until it is free; otherwise returns false when another session holds it.
    * Returns true without locking on engines without advisory locks (pg-mem).
    */
