@@ -6,7 +6,8 @@
  *
  * Tasks: meter-sync (performSync), naive (full fetch of both sides, in-memory diff, row-by-row
  * upsert: the design meter-sync replaces), copy-pipe (COPY TO STDOUT piped into COPY FROM STDIN:
- * the transfer limit of an initial sync), hash-scan (one full-table hash scan of the source).
+ * the transfer limit of an initial sync), hash-scan and hash-scan-parallel (one full-table hash
+ * scan of the source, in one process or with the server's parallel workers).
  */
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -16,7 +17,7 @@ import { combinedHash, type TypeClass } from '../src/db/pg/column-types.js';
 import { performSync } from '../src/index.js';
 import { COLUMNS, readingRegister } from './data.js';
 
-type Task = 'meter-sync' | 'naive' | 'copy-pipe' | 'hash-scan';
+type Task = 'meter-sync' | 'naive' | 'copy-pipe' | 'hash-scan' | 'hash-scan-parallel';
 
 const [task, sourceUrl, targetUrl] = process.argv.slice(2) as [Task, string, string];
 const source = new pg.Pool({ connectionString: sourceUrl, max: 2 });
@@ -119,8 +120,12 @@ async function copyPipe(): Promise<unknown> {
   }
 }
 
-/** The same 64-bit row hash meter-sync computes, over the whole tenant, once. */
-async function hashScan(): Promise<unknown> {
+/**
+ * The same 64-bit row hash meter-sync computes, over the whole tenant, once. `hash-scan` runs it
+ * as meter-sync runs its own queries (one process, no parallel workers); `hash-scan-parallel`
+ * with the server's defaults.
+ */
+async function hashScan(parallel: boolean): Promise<unknown> {
   const classes: Record<string, TypeClass> = {
     site_id: 'integer',
     register_no: 'integer',
@@ -132,18 +137,28 @@ async function hashScan(): Promise<unknown> {
     updated_at: 'timestamptz',
   };
   const values = Object.entries(classes).map(([column, cls]) => ({ value: `"${column}"`, cls }));
-  const { rows } = await source.query(
-    `SELECT count(*)::int AS rows, sum(${combinedHash(values, 100)})::text AS hash_sum
-     FROM reading_register WHERE tenant_id = 1`,
-  );
-  return rows[0];
+  const client = await source.connect();
+  try {
+    await client.query('BEGIN');
+    if (!parallel)
+      await client.query("SELECT set_config('max_parallel_workers_per_gather', '0', true)");
+    const { rows } = await client.query(
+      `SELECT count(*)::int AS rows, sum(${combinedHash(values, 100)})::text AS hash_sum
+       FROM reading_register WHERE tenant_id = 1`,
+    );
+    await client.query('COMMIT');
+    return rows[0];
+  } finally {
+    client.release();
+  }
 }
 
 const tasks: Record<Task, () => Promise<unknown>> = {
   'meter-sync': meterSync,
   naive,
   'copy-pipe': copyPipe,
-  'hash-scan': hashScan,
+  'hash-scan': () => hashScan(false),
+  'hash-scan-parallel': () => hashScan(true),
 };
 
 const started = performance.now();

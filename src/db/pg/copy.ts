@@ -41,3 +41,54 @@ export async function pipeCopy(
   await pipeline(out, into);
   return { rows: into.rowCount, bytes };
 }
+
+/**
+ * The rows of `COPY (…) TO STDOUT` as arrays of fields, a batch per network chunk, for rows whose
+ * fields need no unescaping (integers, hashes). Constant memory: one chunk at a time.
+ */
+export async function* copyOutFields(
+  client: PgClient,
+  copyOutSql: string,
+): AsyncGenerator<string[][]> {
+  const out = (client as unknown as CopyCapableClient).query(copyTo(copyOutSql)) as Readable;
+  let rest = '';
+  for await (const chunk of out) {
+    const text = rest + (chunk as Buffer).toString('utf8');
+    const lines = text.split('\n');
+    rest = lines.pop() ?? '';
+    if (lines.length > 0) yield lines.map((line) => line.split('\t'));
+  }
+  if (rest !== '') yield [rest.split('\t')];
+}
+
+const BINARY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+
+/**
+ * The fields of the first row of `COPY (…) TO STDOUT (FORMAT binary)`, as raw bytes. COPY is the
+ * one path on which node-postgres hands back bytes untouched (its binary result format decodes
+ * field values as UTF-8 text first), so a bytea arrives at its own size, not hex-doubled.
+ */
+export async function copyOutBinaryRow(
+  client: PgClient,
+  copyOutSql: string,
+): Promise<(Buffer | null)[]> {
+  const out = (client as unknown as CopyCapableClient).query(copyTo(copyOutSql)) as Readable;
+  const chunks: Buffer[] = [];
+  for await (const chunk of out) chunks.push(chunk as Buffer);
+  const data = Buffer.concat(chunks);
+  if (!data.subarray(0, BINARY_SIGNATURE.length).equals(BINARY_SIGNATURE)) {
+    throw new Error('COPY binary output has no PGCOPY signature');
+  }
+  let offset = BINARY_SIGNATURE.length + 4;
+  offset += 4 + data.readInt32BE(offset);
+  const count = data.readInt16BE(offset);
+  offset += 2;
+  const fields: (Buffer | null)[] = [];
+  for (let i = 0; i < count; i++) {
+    const length = data.readInt32BE(offset);
+    offset += 4;
+    fields.push(length < 0 ? null : data.subarray(offset, offset + length));
+    offset += Math.max(0, length);
+  }
+  return fields;
+}

@@ -18,7 +18,6 @@ import { quoteIdent, quoteTable, type Statement } from './sql.js';
 export const SETTING = {
   tenant: 'meter_sync.tenant',
   bucketMask: 'meter_sync.bucket_mask',
-  filterMask: 'meter_sync.filter_mask',
   buckets: 'meter_sync.buckets',
   key: (index: number) => `meter_sync.key_${index}`,
 } as const;
@@ -37,8 +36,10 @@ export function setSettings(settings: Readonly<Record<string, string>>): Stateme
   return { text: `SELECT ${calls.join(', ')}`, values: entries.flat() };
 }
 
+// A scalar subquery is evaluated once per statement; a bare current_setting() call in a filter
+// or grouping key would be looked up and cast again for every row.
 const setting = (name: string, type: string) =>
-  `CAST(current_setting(${quoteLiteral(name)}) AS ${type})`;
+  `(SELECT CAST(current_setting(${quoteLiteral(name)}) AS ${type}))`;
 
 /** Quotes a constant string of this module (a setting name), never a value. */
 function quoteLiteral(text: string): string {
@@ -52,6 +53,8 @@ export interface SetShape {
   readonly classes: ReadonlyMap<string, TypeClass>;
   readonly sourceTypes: ReadonlyMap<string, SqlType>;
   readonly targetTypes: ReadonlyMap<string, SqlType>;
+  /** Whether both servers have the `bit_xor` aggregate (PostgreSQL 14+), cheaper than a numeric sum. */
+  readonly xorAggregate: boolean;
 }
 
 const SOURCE = 'source';
@@ -65,24 +68,20 @@ function typeOf(types: ReadonlyMap<string, SqlType>, column: string): string {
   return types.get(column)?.formatted ?? 'text';
 }
 
-/** The key's hash masked by a setting: its bucket at the level that setting names. */
-function bucketExpression(
-  shape: SetShape,
-  alias: string,
-  mask: string = SETTING.bucketMask,
-): string {
+/** The key's bucket: its hash, masked to the bucket count. */
+function bucketExpression(shape: SetShape, alias: string): string {
   const key = shape.entity.key.map((column) => ({
     value: columnOf(alias, column),
     cls: classOf(shape, column),
   }));
-  return `((${combinedHash(key, 0)}) & ${setting(mask, 'int8')})`;
+  return `((${combinedHash(key, 0)}) & ${setting(SETTING.bucketMask, 'int8')})`;
 }
 
-/** Keeps rows whose bucket at the filter level is in the listed buckets. */
+/** Keeps rows whose bucket is in the listed buckets. */
 // IN (SELECT unnest(…)) becomes a hashed semi-join; = ANY(non-constant array) would scan the
 // whole list for every row.
 const inListedBuckets = (shape: SetShape, alias: string) =>
-  `${bucketExpression(shape, alias, SETTING.filterMask)} IN (SELECT unnest(${setting(SETTING.buckets, 'int8[]')}))`;
+  `${bucketExpression(shape, alias)} IN (SELECT unnest(${setting(SETTING.buckets, 'int8[]')}))`;
 
 /** A 64-bit hash of the row's synced columns. */
 function rowHashExpression(shape: SetShape, alias: string): string {
@@ -151,21 +150,54 @@ function targetScope(shape: SetShape, alias: string): string {
   return `${columnOf(alias, tenant)} = ${setting(SETTING.tenant, typeOf(shape.targetTypes, tenant))}`;
 }
 
-/**
- * Per-bucket row count and hash sum of the source rows in scope; `filtered` keeps only rows in
- * the listed buckets of the coarser level.
- */
-export function sourceBucketAggregate(shape: SetShape, filtered: boolean): string {
-  const where = filtered ? ` WHERE ${inListedBuckets(shape, SOURCE)}` : '';
-  return `SELECT ${bucketExpression(shape, SOURCE)} AS bucket, count(*) AS rows, sum(${rowHashExpression(shape, SOURCE)})::text AS hash_sum
-FROM ${sourceRelation(shape)}${where} GROUP BY 1`;
+/** The key's hash (without the mask) and the hash of the other synced columns. */
+function keyAndRestHashes(shape: SetShape, alias: string): string {
+  const { entity } = shape;
+  const value = (column: string) => ({
+    value: columnOf(alias, column),
+    cls: classOf(shape, column),
+  });
+  const rest = entity.columnNames
+    .filter((column: string) => !entity.key.includes(column))
+    .map(value);
+  return `(${combinedHash(entity.key.map(value), 0)}) AS key_hash, ${rest.length === 0 ? '0::int8' : `(${combinedHash(rest, 100)})`} AS rest_hash`;
 }
 
-/** The same per-bucket sums over the target rows in scope. */
-export function targetBucketAggregate(shape: SetShape, filtered: boolean): string {
-  const where = filtered ? ` AND ${inListedBuckets(shape, TARGET)}` : '';
-  return `SELECT ${bucketExpression(shape, TARGET)} AS bucket, count(*) AS rows, sum(${rowHashExpression(shape, TARGET)})::text AS hash_sum
-FROM ${quoteTable(shape.entity.table)} AS ${quoteIdent(TARGET)} WHERE ${targetScope(shape, TARGET)}${where} GROUP BY 1`;
+/**
+ * One fingerprint per bucket, 8 bytes each, in bucket order, as one bytea (read in binary): the
+ * bucket's row hashes and row count folded into 64 bits, 0 for an empty bucket. Dense bytes let
+ * a run compare tens of thousands of buckets for half a byte per row. `hashed` yields key_hash
+ * and rest_hash per row; OFFSET 0 keeps it a subquery so the key's hash is computed once.
+ */
+function bucketFingerprints(shape: SetShape, hashed: string): string {
+  const fold = shape.xorAggregate
+    ? '(bit_xor(h) # hashint8extended(count(*), 7))'
+    : '((mod(mod(sum(h) + count(*) * 11400714819323198485, 18446744073709551616) + 18446744073709551616, 18446744073709551616) - 9223372036854775808)::int8)';
+  const mask = setting(SETTING.bucketMask, 'int8');
+  return `SELECT string_agg(int8send(COALESCE(a.fingerprint, 0)), ''::bytea ORDER BY g.bucket) AS fingerprints,
+  COALESCE(sum(a.rows), 0)::int8 AS rows
+FROM generate_series(0, ${mask}) AS g(bucket)
+LEFT JOIN (
+  SELECT bucket, count(*) AS rows, ${fold} AS fingerprint
+  FROM (SELECT key_hash & ${mask} AS bucket, key_hash # rest_hash AS h FROM (${hashed} OFFSET 0) AS hashed) AS x
+  GROUP BY bucket
+) AS a ON a.bucket = g.bucket`;
+}
+
+/** Bucket fingerprints of the source rows in scope. */
+export function sourceBucketFingerprints(shape: SetShape): string {
+  return bucketFingerprints(
+    shape,
+    `SELECT ${keyAndRestHashes(shape, SOURCE)} FROM ${sourceRelation(shape)}`,
+  );
+}
+
+/** Bucket fingerprints of the target rows in scope. */
+export function targetBucketFingerprints(shape: SetShape): string {
+  return bucketFingerprints(
+    shape,
+    `SELECT ${keyAndRestHashes(shape, TARGET)} FROM ${quoteTable(shape.entity.table)} AS ${quoteIdent(TARGET)} WHERE ${targetScope(shape, TARGET)}`,
+  );
 }
 
 /** `COPY` of the source's keys and row hashes, for all buckets or those listed in the setting. */
@@ -175,6 +207,26 @@ export function copySourceKeyHashes(shape: SetShape, someBuckets: boolean): stri
   );
   const where = someBuckets ? ` WHERE ${inListedBuckets(shape, SOURCE)}` : '';
   return `COPY (SELECT ${keys.join(', ')}, ${rowHashExpression(shape, SOURCE)} FROM ${sourceRelation(shape)}${where}) TO STDOUT`;
+}
+
+/**
+ * `COPY` of (key, row hash) in key order, from the source or the target rows in scope, for all
+ * buckets or the listed ones. For keys whose order both servers agree on (integers).
+ */
+export function copyOrderedKeyHashes(
+  shape: SetShape,
+  side: 'source' | 'target',
+  someBuckets: boolean,
+): string {
+  const alias = side === 'source' ? SOURCE : TARGET;
+  const keys = shape.entity.key.map((column) => columnOf(alias, column)).join(', ');
+  const from =
+    side === 'source'
+      ? `${sourceRelation(shape)}${someBuckets ? ` WHERE ${inListedBuckets(shape, SOURCE)}` : ''}`
+      : `${quoteTable(shape.entity.table)} AS ${quoteIdent(TARGET)} WHERE ${targetScope(shape, TARGET)}${
+          someBuckets ? ` AND ${inListedBuckets(shape, TARGET)}` : ''
+        }`;
+  return `COPY (SELECT ${keys}, ${rowHashExpression(shape, alias)} FROM ${from} ORDER BY ${keys}) TO STDOUT`;
 }
 
 /** An empty temporary table with the target's key columns and a hash column. */
@@ -410,15 +462,21 @@ export function targetPresence(shape: SetShape): string {
 }
 
 /**
- * The planner's estimate of the target rows in scope (from the table's statistics, for this
- * tenant): enough to size buckets, without counting a million rows.
+ * The planner's plan for reading the target rows in scope, for this tenant: its row estimate
+ * sizes the buckets without counting a million rows, and its scan type tells how the tenant's
+ * rows are best read.
  */
 export function estimateTargetRows(shape: SetShape, tenantValue: unknown): Statement {
-  const tenant = shape.entity.tenantColumn;
+  const { entity } = shape;
+  const columns = entity.columnNames.map((column: string) => quoteIdent(column)).join(', ');
+  const tenant = entity.tenantColumn;
   return tenant === undefined
-    ? { text: `EXPLAIN (FORMAT JSON) SELECT 1 FROM ${quoteTable(shape.entity.table)}`, values: [] }
+    ? {
+        text: `EXPLAIN (FORMAT JSON) SELECT ${columns} FROM ${quoteTable(entity.table)}`,
+        values: [],
+      }
     : {
-        text: `EXPLAIN (FORMAT JSON) SELECT 1 FROM ${quoteTable(shape.entity.table)} WHERE ${quoteIdent(tenant)} = $1`,
+        text: `EXPLAIN (FORMAT JSON) SELECT ${columns} FROM ${quoteTable(entity.table)} WHERE ${quoteIdent(tenant)} = $1`,
         values: [tenantValue],
       };
 }

@@ -1,4 +1,5 @@
 import type { AnyEntity } from '../../entity/types.js';
+import { DatabaseError } from '../../errors.js';
 import type { Scope, SourceSnapshot, StoredRow } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
 import { databaseError } from './errors.js';
@@ -60,6 +61,8 @@ export async function openSourceSnapshot(
   }
 
   let connectionError: Error | undefined;
+  /** The entity whose read lost the connection, if one did. */
+  let lostWhile: string | undefined;
   let closed = false;
 
   const guarded = async (text: string) => {
@@ -76,8 +79,16 @@ export async function openSourceSnapshot(
     action: string,
     work: (client: PgClient) => Promise<T>,
   ) => {
-    if (closed)
+    if (closed) {
       throw databaseError(new Error('the source snapshot is closed'), entity.name, action);
+    }
+    if (lostWhile !== undefined) {
+      // A new connection would be a new snapshot: the run's reads could no longer agree.
+      throw new DatabaseError(
+        `${entity.name}: not read: the source connection was lost while reading ${lostWhile}, and the run's snapshot with it`,
+        { entity: entity.name, cause: connectionError },
+      );
+    }
     if (capabilities.transactional) await guarded(savepoint(READ_SAVEPOINT));
     try {
       const result = await work(client);
@@ -87,6 +98,7 @@ export async function openSourceSnapshot(
       if (capabilities.transactional && connectionError === undefined) {
         await guarded(rollbackToSavepoint(READ_SAVEPOINT)).catch(() => undefined);
       }
+      if (connectionError !== undefined) lostWhile ??= entity.name;
       throw databaseError(error, entity.name, action);
     }
   };
