@@ -33,53 +33,114 @@ function keyIndexes(entity: AnyEntity): number[] {
   return entity.key.map((column) => entity.columnNames.indexOf(column));
 }
 
+/** What source rows are checked against besides the schema, and what to do with a bad one. */
+export interface SourceChecks {
+  /** The run's tenant (canonical): a row of another tenant is invalid. */
+  readonly tenant?: Canonical | undefined;
+  /** Character limits of the target's columns (`character varying(n)`, `character(n)`). */
+  readonly maxLengths?: ReadonlyMap<string, number>;
+  /** Called with each invalid row, which is then left out; without it the first one throws. */
+  readonly skip?: (error: DataError) => void;
+}
+
 /**
- * Parses source rows through the entity's schema. A row that fails, has a NULL key, repeats a
- * key, or lies outside the tenant makes the whole entity fail: these are errors in the source
- * data or the definition, and applying part of an entity would hide them.
+ * Parses source rows through the entity's schema and checks them: a row that fails the schema,
+ * has a NULL key, lies outside the tenant, holds a value too long for its target column, or
+ * repeats a key is invalid. By default the first one throws, since applying part of an entity
+ * would hide it; with `skip`, invalid rows (every row of a repeated key) are left out.
  *
  * @throws {DataError} naming the entity, the row's key and the column.
  */
 export function prepareSourceRows<E extends AnyEntity>(
   entity: E,
   rawRows: Iterable<Readonly<Record<string, unknown>>>,
-  tenant: Canonical | undefined,
+  checks: SourceChecks = {},
 ): PreparedRow<RowOf<E>>[] {
   const seen = new Set<string>();
+  const repeated = new Set<string>();
   const prepared: PreparedRow<RowOf<E>>[] = [];
   const keyAt = keyIndexes(entity);
   const tenantAt =
     entity.tenantColumn === undefined ? -1 : entity.columnNames.indexOf(entity.tenantColumn);
+  const reject = (error: DataError) => {
+    if (!checks.skip) throw error;
+    checks.skip(error);
+  };
   for (const raw of rawRows) {
-    const row = parseRow(entity, raw, 'source');
-    const values = entity.columnNames.map((column: string) => canonical(row[column]));
-    for (const index of keyAt) {
-      if (values[index] === null) {
-        const column = entity.columnNames[index] as string;
-        throw new DataError(
-          `${entity.name}: source row ${describeKey(entity, row)} has NULL in key column "${column}"`,
-          { entity: entity.name, key: keyOf(entity, row), column },
-        );
-      }
+    let row: RowOf<E>;
+    try {
+      row = parseRow(entity, raw, 'source');
+    } catch (error) {
+      reject(error as DataError);
+      continue;
     }
-    if (tenant !== undefined && tenantAt !== -1 && values[tenantAt] !== tenant) {
-      const column = entity.tenantColumn as string;
-      throw new DataError(
-        `${entity.name}: source row ${describeKey(entity, row)} has ${column}=${formatValue(row[column])}, outside tenant ${tenant}; the source query must filter by $1`,
-        { entity: entity.name, key: keyOf(entity, row), column },
-      );
+    const values = entity.columnNames.map((column: string) => canonical(row[column]));
+    const problem = rowProblem(entity, row, values, keyAt, tenantAt, checks);
+    if (problem) {
+      reject(problem);
+      continue;
     }
     const key = encodeKey(keyAt.map((index) => values[index] ?? null));
     if (seen.has(key)) {
-      throw new DataError(
-        `${entity.name}: the source returned key ${describeKey(entity, row)} more than once; the key (${entity.key.join(', ')}) must be unique`,
-        { entity: entity.name, key: keyOf(entity, row) },
-      );
+      if (!repeated.has(key)) {
+        repeated.add(key);
+        reject(
+          new DataError(
+            `${entity.name}: the source returned key ${describeKey(entity, row)} more than once; the key (${entity.key.join(', ')}) must be unique`,
+            { entity: entity.name, key: keyOf(entity, row) },
+          ),
+        );
+      }
+      continue;
     }
     seen.add(key);
     prepared.push({ key, row, values });
   }
-  return prepared;
+  return repeated.size === 0 ? prepared : prepared.filter((row) => !repeated.has(row.key));
+}
+
+function rowProblem(
+  entity: AnyEntity,
+  row: Readonly<Record<string, unknown>>,
+  values: readonly Canonical[],
+  keyAt: readonly number[],
+  tenantAt: number,
+  checks: SourceChecks,
+): DataError | undefined {
+  const where = (column: string) => ({ entity: entity.name, key: keyOf(entity, row), column });
+  for (const index of keyAt) {
+    if (values[index] !== null) continue;
+    const column = entity.columnNames[index] as string;
+    return new DataError(
+      `${entity.name}: source row ${describeKey(entity, row)} has NULL in key column "${column}"`,
+      where(column),
+    );
+  }
+  if (checks.tenant !== undefined && tenantAt !== -1 && values[tenantAt] !== checks.tenant) {
+    const column = entity.tenantColumn as string;
+    return new DataError(
+      `${entity.name}: source row ${describeKey(entity, row)} has ${column}=${formatValue(row[column])}, outside tenant ${checks.tenant}; the source query must filter by $1`,
+      where(column),
+    );
+  }
+  for (const [column, limit] of checks.maxLengths ?? []) {
+    const value = row[column];
+    if (typeof value === 'string' && tooLong(value, limit)) {
+      return new DataError(
+        `${entity.name}: source row ${describeKey(entity, row)} column "${column}" holds ${[...value].length} characters, more than the ${limit} its target column allows (widen the column)`,
+        where(column),
+      );
+    }
+  }
+  return undefined;
+}
+
+/** Longer than `limit` characters, where PostgreSQL would refuse it: excess that is not only spaces. */
+export function tooLong(value: string, limit: number): boolean {
+  const characters = [...value];
+  return (
+    characters.length > limit && characters.slice(limit).some((character) => character !== ' ')
+  );
 }
 
 /** Parses one row, or throws a `DataError` naming the key and the first failing column. */

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { Scope, SyncDatabase } from '../db/types.js';
+import type { Scope, SyncDatabase, TableDescription } from '../db/types.js';
 import { canonical, encodeKey } from '../diff/canonical.js';
 import { planChanges, type SoftDelete } from '../diff/plan.js';
 import {
@@ -10,8 +10,9 @@ import {
   prepareTargetRows,
 } from '../diff/rows.js';
 import type { AnyEntity } from '../entity/types.js';
+import type { DataError } from '../errors.js';
 import type { RunContext } from './context.js';
-import { keysOf, type Outcome, removeMissing } from './outcome.js';
+import { characterLimits, invalidRows, keysOf, type Outcome, removeMissing } from './outcome.js';
 import { splitOrphans } from './references.js';
 import type { SyncWarning } from './result.js';
 
@@ -27,6 +28,7 @@ export async function syncInMemory(
   db: SyncDatabase,
   entity: AnyEntity,
   scope: Scope,
+  description: TableDescription,
   warnings: readonly SyncWarning[],
 ): Promise<Outcome> {
   const rawRows = await context.source.read(entity, scope);
@@ -36,8 +38,12 @@ export async function syncInMemory(
     phase: 'reading',
     rows: rawRows.length,
   });
-  const tenant = entity.tenantColumn === undefined ? undefined : context.tenant;
-  const sourceRows = prepareSourceRows(entity, rawRows, tenant);
+  const invalid: DataError[] = [];
+  const sourceRows = prepareSourceRows(entity, rawRows, {
+    tenant: entity.tenantColumn === undefined ? undefined : context.tenant,
+    maxLengths: characterLimits(description),
+    ...(entity.invalidRows === 'skip' ? { skip: (error: DataError) => invalid.push(error) } : {}),
+  });
 
   const projected = context.dryRun ? context.projection(entity).removed : undefined;
   const targetRows = prepareTargetRows(entity, await db.scan(entity, { scope })).filter(
@@ -86,6 +92,7 @@ export async function syncInMemory(
       parents: [...new Set(orphans.map((orphan) => orphan.missing.entity))],
     },
     heldElsewhere: keysOf(context, entity, heldElsewhere),
+    invalid: invalidRows(invalid),
     kept: removal.kept,
     cascades: removal.cascades,
     warnings,

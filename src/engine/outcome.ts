@@ -1,7 +1,7 @@
-import type { Scope, SyncDatabase } from '../db/types.js';
+import type { Scope, SyncDatabase, TableDescription } from '../db/types.js';
 import { describeKey, keyOf, type PreparedRow } from '../diff/rows.js';
 import type { AnyEntity } from '../entity/types.js';
-import { formatKey } from '../errors.js';
+import { type DataError, formatKey } from '../errors.js';
 import type { RunContext } from './context.js';
 import { planDeletion } from './references.js';
 import type { EntityTally, SyncWarning } from './result.js';
@@ -25,10 +25,35 @@ export interface Outcome {
   readonly unchanged: number;
   readonly orphans: Keys & { readonly parents: readonly string[] };
   readonly heldElsewhere: Keys;
+  /** Source rows that broke the definition and were skipped (`invalidRows: 'skip'`). */
+  readonly invalid: Keys & { readonly firstProblem: string | undefined };
   readonly kept: Keys & { readonly referencedBy: readonly string[] };
   /** Rows of child entities deleted first because they referenced deleted rows. */
   readonly cascades: readonly { readonly entity: AnyEntity; readonly deleted: Keys }[];
   readonly warnings: readonly SyncWarning[];
+}
+
+/** Skipped invalid rows, from the errors that rejected them. */
+export function invalidRows(errors: readonly DataError[]): Outcome['invalid'] {
+  return {
+    count: errors.length,
+    keys: errors
+      .slice(0, SAMPLE_KEYS)
+      .map((error) => (error.key ? formatKey(error.key) : '(key unreadable)')),
+    firstProblem: errors[0]?.message,
+  };
+}
+
+/** The character limits of a table's columns: `character varying(n)` and `character(n)`. */
+export function characterLimits(description: TableDescription): Map<string, number> {
+  const limits = new Map<string, number>();
+  for (const column of description.values()) {
+    const limit = /^(?:character varying|character|varchar|char|bpchar)\((\d+)\)$/.exec(
+      column.type,
+    )?.[1];
+    if (limit !== undefined) limits.set(column.name, Number(limit));
+  }
+  return limits;
 }
 
 /** Keys of prepared rows: all of them when changes are listed, else a sample for warnings. */
@@ -121,7 +146,7 @@ export function recordOutcome(
   tally.updated += outcome.updated.count;
   tally.deleted += outcome.deleted.count;
   tally.unchanged += outcome.unchanged + outcome.kept.count;
-  tally.skipped += outcome.orphans.count + outcome.heldElsewhere.count;
+  tally.skipped += outcome.orphans.count + outcome.heldElsewhere.count + outcome.invalid.count;
   if (listChanges) {
     tally.changes ??= { inserted: [], updated: [], deleted: [] };
     tally.changes.inserted.push(...outcome.inserted.keys);
@@ -150,6 +175,15 @@ export function recordOutcome(
       count: heldElsewhere.count,
       sampleKeys: heldElsewhere.keys.slice(0, SAMPLE_KEYS),
       message: `${entity.name}: skipped ${heldElsewhere.count} source row(s) whose key the target stores under another tenant; that tenant's next sync releases them`,
+    });
+  }
+  const { invalid } = outcome;
+  if (invalid.count > 0) {
+    warn({
+      code: 'invalid-rows',
+      count: invalid.count,
+      sampleKeys: invalid.keys.slice(0, SAMPLE_KEYS),
+      message: `${entity.name}: skipped ${invalid.count} source row(s) that break the definition; the first: ${invalid.firstProblem ?? 'unknown'}`,
     });
   }
   if (kept.count > 0) {

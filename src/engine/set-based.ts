@@ -18,9 +18,10 @@ import {
   createStage,
   deleteHeldElsewhere,
   deleteOrphans,
+  deleteRepeatedKeys,
   duplicateStageKey,
   estimateTargetRows,
-  firstInvalidRow,
+  invalidRows,
   missingOnSource,
   SETTING,
   type SetShape,
@@ -43,7 +44,14 @@ import { comparesExactly } from '../entity/columns.js';
 import type { AnyEntity } from '../entity/types.js';
 import { DataError, formatKey, sqlState } from '../errors.js';
 import type { RunContext } from './context.js';
-import { type Keys, keysOf, type Outcome, removeMissing } from './outcome.js';
+import {
+  characterLimits,
+  invalidRows as invalidOutcome,
+  type Keys,
+  keysOf,
+  type Outcome,
+  removeMissing,
+} from './outcome.js';
 import type { SyncWarning } from './result.js';
 
 type Row = Record<string, unknown>;
@@ -57,6 +65,9 @@ type Row = Record<string, unknown>;
 const ROWS_PER_BUCKET = 64;
 const MAX_BUCKETS = 1 << 16;
 const UPSERT_SAVEPOINT = 'meter_sync_upsert';
+const DIRECT_SAVEPOINT = 'meter_sync_direct';
+/** Constraint errors after which a direct COPY is retried through the stage, to name the row. */
+const DATA_ERRORS = new Set(['23505', '23502', '22001', '23514']);
 const MIN_SERVER_VERSION = 110000;
 /**
  * Transaction-local settings for the comparison. work_mem lets the per-bucket sums group in a
@@ -161,7 +172,8 @@ export async function chooseSetBased(
     };
   }
   const xorAggregate = versions.every((version) => (version ?? 0) >= 140000);
-  return { use: true, shape: { entity, classes, sourceTypes, targetTypes, xorAggregate } };
+  const limits = characterLimits(description);
+  return { use: true, shape: { entity, classes, sourceTypes, targetTypes, xorAggregate, limits } };
 }
 
 /** The source columns' types, from the result fields of the entity's query with no rows. */
@@ -266,25 +278,36 @@ export async function syncSetBased(
     const progress = (phase: 'reading' | 'comparing' | 'writing', rows: number) =>
       context.emit({ type: 'entity-progress', entity: entity.name, phase, rows });
 
-    if (inScope === 0 && presence?.empty === true && entity.references.length === 0) {
-      // Nothing to compare with and no row to keep: rows go straight into the table.
-      const { rows } = await copy(
+    if (
+      inScope === 0 &&
+      presence?.empty === true &&
+      entity.references.length === 0 &&
+      entity.invalidRows === 'fail'
+    ) {
+      // Nothing to compare with and no row to keep: rows go straight into the table. Should a
+      // row break a constraint, the savepoint takes the COPY back and the staged path below
+      // finds and names the row.
+      await onTarget(savepoint(DIRECT_SAVEPOINT), 'copying rows');
+      const direct = await copy(
         copySourceRows(shape, false),
         copyInto(shape, 'target'),
         'reading',
       ).catch(async (error: unknown) => {
-        throw await explainDuplicate(error, entity, undefined);
+        if (!DATA_ERRORS.has(sqlState((error as { cause?: unknown }).cause ?? error) ?? ''))
+          throw error;
+        await onTarget(rollbackToSavepoint(DIRECT_SAVEPOINT), 'copying rows');
+        return undefined;
       });
-      progress('writing', rows);
-      await assertValid(onTarget, shape, 'target');
-      return {
-        ...empty(warnings),
-        inserted: { count: rows, keys: [] },
-      };
+      if (direct) {
+        progress('writing', direct.rows);
+        await checkRows(onTarget, shape, 'target');
+        return { ...empty(warnings), inserted: { count: direct.rows, keys: [] } };
+      }
     }
 
     await onTarget(createStage(shape), 'creating the staging table');
     let sourceTotal = 0;
+    let nullKeys = 0;
     let missing: StoredRow[] = [];
     if (inScope === 0) {
       const { rows } = await copy(
@@ -320,6 +343,8 @@ export async function syncSetBased(
         ),
       ]);
       sourceTotal = Number(sourceSums[1]?.readBigInt64BE(0) ?? 0);
+      nullKeys = Number(sourceSums[2]?.readBigInt64BE(0) ?? 0);
+      if (nullKeys > 0 && entity.invalidRows === 'fail') throw nullKeyError(entity, nullKeys);
       progress('comparing', sourceTotal);
       const differing = differingBuckets(sourceSums[0], targetSums[0]);
       if (differing.length > 0) {
@@ -327,7 +352,7 @@ export async function syncSetBased(
         if (someBuckets)
           await onBoth({ [SETTING.buckets]: `{${differing.join(',')}}` }, 'listing buckets');
         let keyArrays: Record<string, string> | undefined;
-        if (orderedByInteger(shape)) {
+        if (orderedByInteger(shape) && entity.invalidRows === 'fail') {
           // For a share of the buckets, a sequential scan and a sort of their rows beat walking
           // the whole key index (when the tenant holds most of the table); for all of them the
           // index order saves sorting every row.
@@ -372,7 +397,10 @@ export async function syncSetBased(
       }
     }
 
-    await assertValid(onTarget, shape, 'stage');
+    const invalid = [
+      ...Array.from({ length: nullKeys }, () => nullKeyError(entity, 1)),
+      ...(await checkRows(onTarget, shape, 'stage')),
+    ];
     const orphans = await removeOrphans(context, onTarget, shape);
     const heldElsewhere =
       entity.tenantColumn === undefined
@@ -439,6 +467,7 @@ export async function syncSetBased(
         parents: orphans.parents,
       },
       heldElsewhere: keysOf(context, entity, held),
+      invalid: invalidOutcome(invalid),
       kept: removal.kept,
       cascades: removal.cascades,
       warnings,
@@ -456,6 +485,7 @@ function empty(warnings: readonly SyncWarning[]): Outcome {
     unchanged: 0,
     orphans: { ...count(0), parents: [] },
     heldElsewhere: count(0),
+    invalid: { ...count(0), firstProblem: undefined },
     kept: { ...count(0), referencedBy: [] },
     cascades: [],
     warnings,
@@ -622,34 +652,79 @@ function differingBuckets(
 
 type Run = ReturnType<typeof runner>;
 
-/** Throws a `DataError` for the first row that breaks the schema's NULL rules or the tenant. */
-async function assertValid(run: Run, shape: SetShape, table: 'stage' | 'target'): Promise<void> {
+/**
+ * Checks staged (or just copied) rows against the definition: NULL where the schema allows
+ * none, a value too long for its target column, a row of another tenant, a repeated key. By
+ * default the first such row fails the entity; with `invalidRows: 'skip'` they are removed from
+ * the stage and returned, to be reported.
+ */
+async function checkRows(
+  run: Run,
+  shape: SetShape,
+  table: 'stage' | 'target',
+): Promise<DataError[]> {
   const { entity } = shape;
   const columns = (entity.columns as z.ZodObject).shape as Record<string, z.ZodType>;
   const required = entity.columnNames.filter(
     (column: string) => !columns[column]?.safeParse(null).success,
   );
-  const [bad] = await run(firstInvalidRow(shape, table, required), 'checking source rows');
-  if (!bad) return;
+  const skip = table === 'stage' && entity.invalidRows === 'skip';
+  const statement = invalidRows(shape, table, required, skip ? 'delete' : 'first');
+  const bad = statement === undefined ? [] : await run(statement, 'checking source rows');
+  const problems = bad.map((row) => rowProblem(shape, required, row));
+  if (!skip) {
+    if (problems[0]) throw problems[0];
+    return [];
+  }
+  const repeated = await run(deleteRepeatedKeys(shape), 'checking source keys');
+  for (const row of repeated) {
+    const [parsed] = prepareTargetRows(entity, [row]);
+    problems.push(
+      new DataError(
+        `${entity.name}: the source returned key ${describeKey(entity, parsed?.row ?? {})} more than once; the key (${entity.key.join(', ')}) must be unique`,
+        { entity: entity.name, key: parsed?.row },
+      ),
+    );
+  }
+  return problems;
+}
+
+/** Source rows with a NULL key column: they cannot be matched, and the source is at fault. */
+function nullKeyError(entity: AnyEntity, rows: number): DataError {
+  const key = Object.fromEntries(entity.key.map((column) => [column, null]));
+  return new DataError(
+    `${entity.name}: the source returned ${rows} row(s) with NULL in the key (${entity.key.join(', ')}); every key column must have a value`,
+    { entity: entity.name, key, column: entity.key.length === 1 ? entity.key[0] : undefined },
+  );
+}
+
+/** The `DataError` for one row `invalidRows` returned. */
+function rowProblem(shape: SetShape, required: readonly string[], bad: StoredRow): DataError {
+  const { entity } = shape;
   const [parsed] = prepareTargetRows(entity, [bad]);
   const key = formatKey(
     Object.fromEntries(entity.key.map((column) => [column, parsed?.row[column]])),
   );
-  const column = required.find((c: string) => bad[`null:${c}`] === true);
-  if (column !== undefined) {
-    throw new DataError(
-      `${entity.name}: source row ${key} column "${column}" is NULL, which the schema does not allow`,
-      {
-        entity: entity.name,
-        key: parsed?.row,
-        column,
-      },
+  const where = (column: string) => ({ entity: entity.name, key: parsed?.row, column });
+  const empty = required.find((c: string) => bad[`null:${c}`] === true);
+  if (empty !== undefined) {
+    return new DataError(
+      `${entity.name}: source row ${key} column "${empty}" is NULL, which the schema does not allow`,
+      where(empty),
+    );
+  }
+  for (const [column, limit] of shape.limits) {
+    const length = bad[`length:${column}`];
+    if (length === null || length === undefined) continue;
+    return new DataError(
+      `${entity.name}: source row ${key} column "${column}" holds ${String(length)} characters, more than the ${limit} its target column allows (widen the column)`,
+      where(column),
     );
   }
   const tenantColumn = entity.tenantColumn as string;
-  throw new DataError(
+  return new DataError(
     `${entity.name}: source row ${key} has ${tenantColumn}=${String(bad.meter_sync_tenant ?? 'NULL')}, outside the run's tenant; the source query must filter by $1`,
-    { entity: entity.name, key: parsed?.row, column: tenantColumn },
+    where(tenantColumn),
   );
 }
 

@@ -41,6 +41,7 @@ export async function syncEntity(context: RunContext, entity: AnyEntity): Promis
           db,
           entity,
           scope,
+          description,
           choice.use || !choice.warning ? [] : [choice.warning],
         );
       },

@@ -26,14 +26,14 @@ function exact<S extends z.ZodType>(schema: S): S {
  * `.nullable()` / `.optional()`. A refinement or transform anywhere makes it false.
  */
 export function comparesExactly(schema: z.ZodType): boolean {
+  const checked = (type: z.ZodType) => (type._zod.def.checks ?? []).length > 0;
   let inner: z.ZodType = schema;
-  while (inner instanceof z.ZodNullable || inner instanceof z.ZodOptional)
+  while (inner instanceof z.ZodNullable || inner instanceof z.ZodOptional) {
+    if (checked(inner)) return false;
     inner = inner.unwrap() as z.ZodType;
-  if (exactSchemas.has(inner)) return true;
-  if (inner instanceof z.ZodString || inner instanceof z.ZodBoolean) {
-    return (inner._zod.def.checks ?? []).length === 0;
   }
-  return false;
+  if (exactSchemas.has(inner)) return !checked(inner);
+  return (inner instanceof z.ZodString || inner instanceof z.ZodBoolean) && !checked(inner);
 }
 
 /**

@@ -35,6 +35,12 @@ export interface EntityDefinitionInput<
   readonly references?: readonly ReferenceInput<ColumnName<S>>[];
   /** `'delete'` (default) or a soft delete such as `{ set: { active: false } }`. */
   readonly onMissing?: OnMissing<z.output<S>>;
+  /**
+   * A source row that breaks the definition (fails the schema, has a NULL or repeated key, holds
+   * a value too long for its target column): `'fail'` (default) fails the entity and applies
+   * none of it; `'skip'` leaves the row out, counts it as skipped and reports it in one warning.
+   */
+  readonly invalidRows?: 'fail' | 'skip';
 }
 
 /**
@@ -99,6 +105,10 @@ export function defineEntity<
   );
   const onMissing = normaliseOnMissing(definition, shape ?? {}, mustBeColumn, fail);
 
+  const invalidRows = definition.invalidRows ?? 'fail';
+  if (invalidRows !== 'fail' && invalidRows !== 'skip')
+    fail('invalidRows', "must be 'fail' or 'skip'");
+
   return Object.freeze({
     name: definition.name,
     table,
@@ -109,6 +119,7 @@ export function defineEntity<
     source,
     references: Object.freeze(references),
     onMissing,
+    invalidRows,
   });
 }
 

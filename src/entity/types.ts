@@ -83,6 +83,8 @@ export interface Entity<
   readonly references: readonly EntityReference[];
   /** What happens to rows missing on the source. */
   readonly onMissing: OnMissing<z.output<S>>;
+  /** What a source row that breaks the definition does: fail the entity, or be skipped. */
+  readonly invalidRows: 'fail' | 'skip';
 }
 
 /** Any entity definition. */

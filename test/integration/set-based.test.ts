@@ -53,7 +53,8 @@ describe('the set-based path (PostgreSQL on both sides)', () => {
     // Only the per-bucket fingerprints travel: no COPY of rows or of per-row hashes.
     const copies = quiet.statements.filter((s) => s.startsWith('COPY'));
     expect(copies.length).toBeGreaterThan(0);
-    for (const copy of copies) expect(copy).toMatch(/^COPY \(SELECT string_agg\(int8send.* TO STDOUT \(FORMAT binary\)$/s);
+    for (const copy of copies)
+      expect(copy).toMatch(/^COPY \(SELECT string_agg\(int8send.* TO STDOUT \(FORMAT binary\)$/s);
 
     await remote.pool.query("UPDATE register SET unit = 'MWh' WHERE register_id = 102");
     const events: SyncEvent[] = [];

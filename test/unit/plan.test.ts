@@ -18,7 +18,8 @@ const reading = defineEntity({
   tenantColumn: 'tenant_id',
 });
 
-const source = (rows: Record<string, unknown>[]) => prepareSourceRows(reading, rows, '1');
+const source = (rows: Record<string, unknown>[]) =>
+  prepareSourceRows(reading, rows, { tenant: '1' });
 const target = (rows: Record<string, unknown>[]) => prepareTargetRows(reading, rows);
 const row = (meter_id: number, element: string, value: string, unit: string | null = 'kWh') => ({
   meter_id,

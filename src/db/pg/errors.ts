@@ -1,4 +1,5 @@
-import { DatabaseError, MeterSyncError, messageOf, sqlState } from '../../errors.js';
+import type { AnyEntity } from '../../entity/types.js';
+import { DatabaseError, MeterSyncError, messageOf, SchemaError, sqlState } from '../../errors.js';
 
 // Advice for the SQLSTATEs a sync most often meets; the driver's message says the rest.
 const ADVICE: Record<string, string> = {
@@ -30,4 +31,40 @@ export function databaseError(
   const prefix = entity === undefined ? '' : `${entity}: `;
   const message = `${prefix}${action} failed: ${messageOf(error)}${detail}${code ? ` [SQLSTATE ${code}]` : ''}${advice ? `; ${advice}` : ''}`;
   return new DatabaseError(message, { entity, column, code, cause: error });
+}
+
+/**
+ * A failure reading an entity on the source. A missing table or column there is schema drift:
+ * a `SchemaError` that names it and says what to do; anything else is a `DatabaseError`.
+ */
+export function sourceError(error: unknown, entity: AnyEntity, action: string): MeterSyncError {
+  if (error instanceof MeterSyncError) return error;
+  const code = sqlState(error);
+  const what =
+    entity.source.kind === 'query'
+      ? 'the source query'
+      : `source table "${sourceTableName(entity)}"`;
+  if (code === '42703') {
+    const column = /column "?(?:[^".]+\.)?([^"]+)"? does not exist/.exec(messageOf(error))?.[1];
+    return new SchemaError(
+      `${entity.name}: ${what} has no column "${column ?? '?'}" (add it there, or map the definition's column with source.columns)`,
+      { entity: entity.name, column, cause: error },
+    );
+  }
+  if (code === '42P01') {
+    return new SchemaError(
+      `${entity.name}: ${what} does not exist on the source (${messageOf(error)})`,
+      {
+        entity: entity.name,
+        cause: error,
+      },
+    );
+  }
+  return databaseError(error, entity.name, action);
+}
+
+function sourceTableName(entity: AnyEntity): string {
+  if (entity.source.kind !== 'table') return '';
+  const { schema, name } = entity.source.table;
+  return schema === undefined ? name : `${schema}.${name}`;
 }

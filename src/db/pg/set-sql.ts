@@ -55,6 +55,8 @@ export interface SetShape {
   readonly targetTypes: ReadonlyMap<string, SqlType>;
   /** Whether both servers have the `bit_xor` aggregate (PostgreSQL 14+), cheaper than a numeric sum. */
   readonly xorAggregate: boolean;
+  /** Character limits of the target's columns (`character varying(n)`, `character(n)`). */
+  readonly limits: ReadonlyMap<string, number>;
 }
 
 const SOURCE = 'source';
@@ -76,6 +78,10 @@ function bucketExpression(shape: SetShape, alias: string): string {
   }));
   return `((${combinedHash(key, 0)}) & ${setting(SETTING.bucketMask, 'int8')})`;
 }
+
+/** Keeps rows whose key has no NULL: such rows are counted and reported apart. */
+const notNullKey = (shape: SetShape, alias: string) =>
+  shape.entity.key.map((column) => `${columnOf(alias, column)} IS NOT NULL`).join(' AND ');
 
 /** Keeps rows whose bucket is in the listed buckets. */
 // IN (SELECT unnest(…)) becomes a hashed semi-join; = ANY(non-constant array) would scan the
@@ -160,7 +166,8 @@ function keyAndRestHashes(shape: SetShape, alias: string): string {
   const rest = entity.columnNames
     .filter((column: string) => !entity.key.includes(column))
     .map(value);
-  return `(${combinedHash(entity.key.map(value), 0)}) AS key_hash, ${rest.length === 0 ? '0::int8' : `(${combinedHash(rest, 100)})`} AS rest_hash`;
+  const nullKey = entity.key.map((column) => `${columnOf(alias, column)} IS NULL`).join(' OR ');
+  return `(${combinedHash(entity.key.map(value), 0)}) AS key_hash, ${rest.length === 0 ? '0::int8' : `(${combinedHash(rest, 100)})`} AS rest_hash, (${nullKey}) AS null_key`;
 }
 
 /**
@@ -170,16 +177,20 @@ function keyAndRestHashes(shape: SetShape, alias: string): string {
  * and rest_hash per row; OFFSET 0 keeps it a subquery so the key's hash is computed once.
  */
 function bucketFingerprints(shape: SetShape, hashed: string): string {
+  const kept = 'FILTER (WHERE NOT null_key)';
   const fold = shape.xorAggregate
-    ? '(bit_xor(h) # hashint8extended(count(*), 7))'
-    : '((mod(mod(sum(h) + count(*) * 11400714819323198485, 18446744073709551616) + 18446744073709551616, 18446744073709551616) - 9223372036854775808)::int8)';
+    ? `(bit_xor(h) ${kept} # hashint8extended(count(*) ${kept}, 7))`
+    : `((mod(mod(sum(h) ${kept} + count(*) ${kept} * 11400714819323198485, 18446744073709551616) + 18446744073709551616, 18446744073709551616) - 9223372036854775808)::int8)`;
   const mask = setting(SETTING.bucketMask, 'int8');
+  // Rows with a NULL key cannot be matched by key: they are counted apart (the source's data is
+  // at fault) and left out of the fingerprints, so they do not make a bucket differ forever.
   return `SELECT string_agg(int8send(COALESCE(a.fingerprint, 0)), ''::bytea ORDER BY g.bucket) AS fingerprints,
-  COALESCE(sum(a.rows), 0)::int8 AS rows
+  COALESCE(sum(a.rows), 0)::int8 AS rows, COALESCE(sum(a.null_keys), 0)::int8 AS null_keys
 FROM generate_series(0, ${mask}) AS g(bucket)
 LEFT JOIN (
-  SELECT bucket, count(*) AS rows, ${fold} AS fingerprint
-  FROM (SELECT key_hash & ${mask} AS bucket, key_hash # rest_hash AS h FROM (${hashed} OFFSET 0) AS hashed) AS x
+  SELECT bucket, count(*) ${kept} AS rows, count(*) FILTER (WHERE null_key) AS null_keys,
+    CASE WHEN count(*) ${kept} = 0 THEN 0 ELSE ${fold} END AS fingerprint
+  FROM (SELECT key_hash & ${mask} AS bucket, key_hash # rest_hash AS h, null_key FROM (${hashed} OFFSET 0) AS hashed) AS x
   GROUP BY bucket
 ) AS a ON a.bucket = g.bucket`;
 }
@@ -205,8 +216,11 @@ export function copySourceKeyHashes(shape: SetShape, someBuckets: boolean): stri
   const keys = shape.entity.key.map((column) =>
     transferText(columnOf(SOURCE, column), classOf(shape, column)),
   );
-  const where = someBuckets ? ` WHERE ${inListedBuckets(shape, SOURCE)}` : '';
-  return `COPY (SELECT ${keys.join(', ')}, ${rowHashExpression(shape, SOURCE)} FROM ${sourceRelation(shape)}${where}) TO STDOUT`;
+  const where = [
+    notNullKey(shape, SOURCE),
+    ...(someBuckets ? [inListedBuckets(shape, SOURCE)] : []),
+  ].join(' AND ');
+  return `COPY (SELECT ${keys.join(', ')}, ${rowHashExpression(shape, SOURCE)} FROM ${sourceRelation(shape)} WHERE ${where}) TO STDOUT`;
 }
 
 /**
@@ -222,7 +236,7 @@ export function copyOrderedKeyHashes(
   const keys = shape.entity.key.map((column) => columnOf(alias, column)).join(', ');
   const from =
     side === 'source'
-      ? `${sourceRelation(shape)}${someBuckets ? ` WHERE ${inListedBuckets(shape, SOURCE)}` : ''}`
+      ? `${sourceRelation(shape)} WHERE ${notNullKey(shape, SOURCE)}${someBuckets ? ` AND ${inListedBuckets(shape, SOURCE)}` : ''}`
       : `${quoteTable(shape.entity.table)} AS ${quoteIdent(TARGET)} WHERE ${targetScope(shape, TARGET)}${
           someBuckets ? ` AND ${inListedBuckets(shape, TARGET)}` : ''
         }`;
@@ -306,7 +320,15 @@ export function copySourceRows(shape: SetShape, byKey: boolean): string {
 
 /** An empty temporary table with the target's types for the synced columns. */
 export function createStage(shape: SetShape): string {
-  const columns = shape.entity.columnNames.map((column: string) => quoteIdent(column)).join(', ');
+  // Limited text columns are staged as text so that an overlong value is found and named by
+  // the checks below instead of stopping the COPY with a message that names neither row nor key.
+  const columns = shape.entity.columnNames
+    .map((column: string) =>
+      shape.limits.has(column)
+        ? `${quoteIdent(column)}::text AS ${quoteIdent(column)}`
+        : quoteIdent(column),
+    )
+    .join(', ');
   return `CREATE TEMP TABLE ${quoteIdent(TEMP.stage)} ON COMMIT DROP AS SELECT ${columns} FROM ${quoteTable(shape.entity.table)} WITH NO DATA`;
 }
 
@@ -318,35 +340,59 @@ export function copyInto(shape: SetShape, into: 'stage' | 'target'): string {
 }
 
 /**
- * The first row breaking what the schema promises: NULL in a non-nullable column, or (for a
- * tenant-scoped entity) a tenant other than the run's. One row, with a flag per column.
+ * Staged (or just copied) rows that break what the definition promises: NULL in a non-nullable
+ * column, a value longer than its target column allows, or (tenant-scoped) another tenant.
+ * `first` selects one such row, `delete` removes them all from the stage; either way each row
+ * comes with its key, its tenant and a flag or length per check.
  */
-export function firstInvalidRow(
+export function invalidRows(
   shape: SetShape,
   table: 'stage' | 'target',
   required: readonly string[],
-): string {
+  mode: 'first' | 'delete',
+): string | undefined {
   const { entity } = shape;
+  const value = (column: string) => columnOf('s', column);
+  const checks: { flag: string; condition: string }[] = required.map((column) => ({
+    flag: `(${value(column)} IS NULL) AS ${quoteIdent(`null:${column}`)}`,
+    condition: `${value(column)} IS NULL`,
+  }));
+  for (const [column, limit] of shape.limits) {
+    // PostgreSQL accepts excess that is only spaces, and drops it.
+    const condition = `length(rtrim(${value(column)}, ' ')) > ${Number(limit)}`;
+    checks.push({
+      flag: `(CASE WHEN ${condition} THEN length(${value(column)}) END) AS ${quoteIdent(`length:${column}`)}`,
+      condition,
+    });
+  }
+  if (entity.tenantColumn !== undefined) {
+    const condition = `${value(entity.tenantColumn)} IS DISTINCT FROM ${setting(SETTING.tenant, typeOf(shape.targetTypes, entity.tenantColumn))}`;
+    checks.push({ flag: `(${condition}) AS "meter_sync_foreign_tenant"`, condition });
+  }
+  if (checks.length === 0) return undefined;
+  const columns = [
+    ...entity.key.map((column) => `${value(column)}::text AS ${quoteIdent(column)}`),
+    ...(entity.tenantColumn === undefined
+      ? []
+      : [`${value(entity.tenantColumn)}::text AS "meter_sync_tenant"`]),
+    ...checks.map((check) => check.flag),
+  ];
+  const where = checks.map((check) => check.condition).join(' OR ');
+  if (mode === 'delete')
+    return `DELETE FROM ${quoteIdent(TEMP.stage)} AS s WHERE ${where} RETURNING ${columns.join(', ')}`;
   const from =
     table === 'stage' ? `${quoteIdent(TEMP.stage)} AS s` : `${quoteTable(entity.table)} AS s`;
-  const nullFlags = required.map(
-    (column) => `(${columnOf('s', column)} IS NULL) AS ${quoteIdent(`null:${column}`)}`,
-  );
-  const conditions = required.map((column) => `${columnOf('s', column)} IS NULL`);
-  if (entity.tenantColumn !== undefined) {
-    const tenant = `${columnOf('s', entity.tenantColumn)} IS DISTINCT FROM ${setting(SETTING.tenant, typeOf(shape.targetTypes, entity.tenantColumn))}`;
-    nullFlags.push(`(${tenant}) AS "meter_sync_foreign_tenant"`);
-    conditions.push(tenant);
-  }
-  if (conditions.length === 0) return 'SELECT 1 WHERE FALSE';
-  const keys = entity.key.map(
+  return `SELECT ${columns.join(', ')} FROM ${from} WHERE ${where} LIMIT 1`;
+}
+
+/** Removes every staged row of a key the stage holds more than once; returns their keys. */
+export function deleteRepeatedKeys(shape: SetShape): string {
+  const keys = shape.entity.key.map((column) => columnOf('s', column));
+  const group = shape.entity.key.map(quoteIdent).join(', ');
+  const returned = shape.entity.key.map(
     (column) => `${columnOf('s', column)}::text AS ${quoteIdent(column)}`,
   );
-  const tenantValue =
-    entity.tenantColumn === undefined
-      ? []
-      : [`${columnOf('s', entity.tenantColumn)}::text AS "meter_sync_tenant"`];
-  return `SELECT ${[...keys, ...tenantValue, ...nullFlags].join(', ')} FROM ${from} WHERE ${conditions.join(' OR ')} LIMIT 1`;
+  return `DELETE FROM ${quoteIdent(TEMP.stage)} AS s WHERE (${keys.join(', ')}) IN (SELECT ${group} FROM ${quoteIdent(TEMP.stage)} GROUP BY ${group} HAVING count(*) > 1) RETURNING ${returned.join(', ')}`;
 }
 
 /** Keys the stage holds twice, for the error message; one row. */

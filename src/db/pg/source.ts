@@ -2,7 +2,7 @@ import type { AnyEntity } from '../../entity/types.js';
 import { DatabaseError } from '../../errors.js';
 import type { Scope, SourceSnapshot, StoredRow } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
-import { databaseError } from './errors.js';
+import { databaseError, sourceError } from './errors.js';
 import { toParameter } from './params.js';
 import type { PgClient, PgPool } from './pool.js';
 import {
@@ -99,7 +99,7 @@ export async function openSourceSnapshot(
         await guarded(rollbackToSavepoint(READ_SAVEPOINT)).catch(() => undefined);
       }
       if (connectionError !== undefined) lostWhile ??= entity.name;
-      throw databaseError(error, entity.name, action);
+      throw sourceError(error, entity, action);
     }
   };
 
