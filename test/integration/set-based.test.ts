@@ -71,6 +71,22 @@ describe('the set-based path (PostgreSQL on both sides)', () => {
     expect(read.map((e) => (e.type === 'entity-progress' ? e.rows : -1))).toEqual([1]);
   });
 
+  it('sees the same change made to several rows of one bucket (an even number cannot cancel out)', async () => {
+    const { remote, local } = await builtInPairOnPostgres([1]);
+    await remote.pool.query("UPDATE register SET unit = 'kWh' WHERE tenant_id = 1");
+    await performSync({ source: remote.pool, target: local.pool, tenantId: 1 });
+    // The four registers share one bucket: change one column from the same value to the same
+    // value in two of them, then in all four.
+    for (const [where, unit, rows] of [
+      ['register_id IN (101, 102)', 'MWh', 2],
+      ['tenant_id = 1', 'Wh', 4],
+    ] as const) {
+      await remote.pool.query(`UPDATE register SET unit = $1 WHERE ${where}`, [unit]);
+      const result = await performSync({ source: remote.pool, target: local.pool, tenantId: 1 });
+      expect(result.entities.register).toMatchObject({ updated: rows });
+    }
+  });
+
   it('lists changed keys', async () => {
     const { remote, local } = await builtInPairOnPostgres([1]);
     await performSync({ source: remote.pool, target: local.pool, tenantId: 1 });

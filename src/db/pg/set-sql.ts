@@ -175,6 +175,8 @@ function keyAndRestHashes(shape: SetShape, alias: string): string {
  * bucket's row hashes and row count folded into 64 bits, 0 for an empty bucket. Dense bytes let
  * a run compare tens of thousands of buckets for half a byte per row. `hashed` yields key_hash
  * and rest_hash per row; OFFSET 0 keeps it a subquery so the key's hash is computed once.
+ * Column hashes combine by XOR, so one column changed alike in two rows of a bucket would
+ * change its XOR twice by the same bits and cancel out: each row's hash is mixed first.
  */
 function bucketFingerprints(shape: SetShape, hashed: string): string {
   const kept = 'FILTER (WHERE NOT null_key)';
@@ -190,7 +192,7 @@ FROM generate_series(0, ${mask}) AS g(bucket)
 LEFT JOIN (
   SELECT bucket, count(*) ${kept} AS rows, count(*) FILTER (WHERE null_key) AS null_keys,
     CASE WHEN count(*) ${kept} = 0 THEN 0 ELSE ${fold} END AS fingerprint
-  FROM (SELECT key_hash & ${mask} AS bucket, key_hash # rest_hash AS h, null_key FROM (${hashed} OFFSET 0) AS hashed) AS x
+  FROM (SELECT key_hash & ${mask} AS bucket, hashint8extended(key_hash # rest_hash, 3) AS h, null_key FROM (${hashed} OFFSET 0) AS hashed) AS x
   GROUP BY bucket
 ) AS a ON a.bucket = g.bucket`;
 }
