@@ -1,4 +1,4 @@
-import type { PgPool } from './pool.js';
+import { onConnectionLost, type PgClient, type PgPool } from './pool.js';
 import { SERVER_VERSION, TYPE_PARSER_PROBE } from './sql.js';
 import { exactTypeParsers } from './type-parsers.js';
 
@@ -34,6 +34,16 @@ const EMULATED: Capabilities = {
  */
 export async function detectCapabilities(pool: PgPool): Promise<Capabilities> {
   const client = await pool.connect();
+  // A lost connection also fails the probe's query, which says what to do with it.
+  const stopListening = onConnectionLost(client, () => undefined);
+  try {
+    return await probe(client);
+  } finally {
+    stopListening();
+  }
+}
+
+async function probe(client: PgClient): Promise<Capabilities> {
   let version: number;
   try {
     const result = await client.query({ text: SERVER_VERSION });

@@ -28,9 +28,25 @@ export interface PgClient {
   query(config: PgQueryConfig): Promise<PgQueryResult>;
   /** Returns the connection; passing an error (or `true`) destroys it instead. */
   release(error?: Error | boolean): void;
+  /** node-postgres emits 'error' when a checked-out connection dies between two queries. */
+  on?(event: 'error', listener: (error: Error) => void): unknown;
+  removeListener?(event: 'error', listener: (error: Error) => void): unknown;
 }
 
 /** A pool of connections: the only thing meter-sync needs from a database. */
 export interface PgPool {
   connect(): Promise<PgClient>;
+}
+
+/**
+ * Listens for the loss of a checked-out connection until the returned function is called (call
+ * it before release). A pool listens to its idle connections only: an 'error' event of a
+ * checked-out one that nobody listens to (a server restart, a terminated backend) would end
+ * the process.
+ */
+export function onConnectionLost(client: PgClient, listener: (error: Error) => void): () => void {
+  client.on?.('error', listener);
+  return () => {
+    client.removeListener?.('error', listener);
+  };
 }

@@ -4,7 +4,7 @@ import type { Scope, SourceSnapshot, StoredRow } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
 import { databaseError, sourceError } from './errors.js';
 import { toParameter } from './params.js';
-import type { PgClient, PgPool } from './pool.js';
+import { onConnectionLost, type PgClient, type PgPool } from './pool.js';
 import {
   BEGIN_SNAPSHOT,
   COMMIT,
@@ -50,17 +50,21 @@ export async function openSourceSnapshot(
   } catch (error) {
     throw databaseError(error, undefined, 'connecting to the source');
   }
+  let connectionError: Error | undefined;
+  const stopListening = onConnectionLost(client, (error) => {
+    connectionError ??= error;
+  });
   try {
     await client.query({ text: BEGIN_SNAPSHOT });
     if (options.statementTimeoutMs !== undefined && capabilities.engine === 'postgresql') {
       await client.query(setLocal('statement_timeout', options.statementTimeoutMs));
     }
   } catch (error) {
+    stopListening();
     client.release(error instanceof Error ? error : true);
     throw databaseError(error, undefined, 'starting the source snapshot');
   }
 
-  let connectionError: Error | undefined;
   /** The entity whose read lost the connection, if one did. */
   let lostWhile: string | undefined;
   let closed = false;
@@ -123,6 +127,7 @@ export async function openSourceSnapshot(
         // Read-only: COMMIT and ROLLBACK are the same; COMMIT also ends an aborted transaction.
         await guarded(COMMIT).catch(() => undefined);
       }
+      stopListening();
       client.release(connectionError);
     },
   };

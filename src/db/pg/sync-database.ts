@@ -12,7 +12,7 @@ import type {
 import { type Capabilities, detectCapabilities } from './capabilities.js';
 import { databaseError } from './errors.js';
 import { toParameter } from './params.js';
-import type { PgClient, PgPool } from './pool.js';
+import { onConnectionLost, type PgClient, type PgPool } from './pool.js';
 import {
   BEGIN,
   COMMIT,
@@ -121,12 +121,18 @@ class TransactionAborted {
  */
 async function withClient<T>(pool: PgPool, work: (client: PgClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  let lost: Error | undefined;
+  const stopListening = onConnectionLost(client, (error) => {
+    lost ??= error;
+  });
   try {
     const result = await work(client);
-    client.release();
+    stopListening();
+    client.release(lost);
     return result;
   } catch (error) {
-    client.release(connectionFailure(error));
+    stopListening();
+    client.release(lost ?? connectionFailure(error));
     throw error instanceof TransactionAborted ? error.error : error;
   }
 }
@@ -266,12 +272,16 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       await capabilities();
       const client = await pool.connect();
       const session = { broken: undefined as Error | undefined };
+      const stopListening = onConnectionLost(client, (error) => {
+        session.broken ??= error;
+      });
       try {
         return await work(makeDatabase({ ...connection, client, session }));
       } catch (error) {
         session.broken ??= connectionFailure(error);
         throw error;
       } finally {
+        stopListening();
         client.release(session.broken);
       }
     },
