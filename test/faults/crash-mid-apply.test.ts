@@ -1,0 +1,202 @@
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { performSync } from '../../src/index.js';
+import {
+  bulkReading,
+  DISTANCES,
+  digestOf,
+  RESET_TARGET,
+  sourceSql,
+  TENANT,
+  targetSql,
+} from './support/bulk-reading.js';
+import { type Child, killAll, startChild, supportScript } from './support/child.js';
+import {
+  type Cluster,
+  idleInTransaction,
+  type Session,
+  sessionsOf,
+  sleep,
+  startCluster,
+  waitFor,
+  withApplicationName,
+} from './support/cluster.js';
+import { report, seededRandom } from './support/figures.js';
+
+const ROWS = 100_000;
+const KILLS = 24;
+
+let cluster: Cluster;
+let sourceUrl: string;
+let targetUrl: string;
+let source: pg.Pool;
+let target: pg.Pool;
+
+beforeAll(async () => {
+  cluster = await startCluster();
+  sourceUrl = await cluster.createDatabase('source');
+  targetUrl = await cluster.createDatabase('target');
+  source = cluster.pool(sourceUrl);
+  target = cluster.pool(targetUrl);
+  await Promise.all([source.query(sourceSql(ROWS)), target.query(targetSql(ROWS))]);
+});
+
+afterAll(async () => {
+  await killAll();
+  await cluster?.stop();
+});
+
+/** A sync process, loaded and connected, waiting for `go`; its sessions carry `name`. */
+function syncProcess(name: string): Child {
+  return startChild(supportScript('sync-once.ts'), {
+    SOURCE_URL: withApplicationName(sourceUrl, name),
+    TARGET_URL: withApplicationName(targetUrl, name),
+  });
+}
+
+const isLine = (event: string, phase?: string) => (line: { event: string; phase?: unknown }) =>
+  line.event === event && (phase === undefined || line.phase === phase);
+
+/** What the killed sync's target session was doing at the kill, from its last statement. */
+function stepAtKill(sessions: readonly Session[]): string {
+  const session = sessions[0];
+  if (!session) return 'after commit (session closed)';
+  const query = session.query.trimStart();
+  if (session.state === 'idle') return 'after commit (session idle)';
+  // Between statements the session shows the last one it ran, and the client is working.
+  const step = query.startsWith('WITH w AS (INSERT INTO "bulk_reading"')
+    ? 'upsert from stage'
+    : query.startsWith('DELETE FROM "bulk_reading"')
+      ? 'delete missing rows'
+      : /^COMMIT/i.test(query)
+        ? 'commit'
+        : `other: ${query.slice(0, 40).replace(/\s+/g, ' ')}`;
+  return session.state === 'active' ? step : `client at work after ${step}`;
+}
+
+/** Steps at which the entity's transaction has written rows to its table, uncommitted. */
+const isWriting = (step: string) =>
+  step.endsWith('upsert from stage') || step.endsWith('delete missing rows');
+
+describe('a sync process killed with SIGKILL while it writes a large entity', () => {
+  it('leaves the entity exactly as before the run or fully applied, never in between, and the next run converges', async () => {
+    const random = seededRandom('crash-mid-apply');
+    const digest = async (table: string, pool: pg.Pool = target) =>
+      (await pool.query(digestOf(table))).rows[0] as { rows: number; digest: string };
+    const before = await digest('bulk_reading_before');
+    const expected = await digest('bulk_reading_expected');
+    // The target's copy of the source is only a yardstick if it equals the source.
+    expect(await digest('bulk_reading', source)).toEqual(expected);
+    expect(before.digest).not.toBe(expected.digest);
+
+    // One uninterrupted run measures the write: from the staged rows to the entity's end.
+    await target.query(RESET_TARGET);
+    const calibration = syncProcess('crash-calibration');
+    await calibration.waitForLine(isLine('ready'));
+    calibration.send('go');
+    const staged = await calibration.waitForLine(isLine('entity-progress', 'reading'));
+    const ended = await calibration.waitForLine(isLine('entity-end'));
+    expect(ended.status).toBe('ok');
+    expect(await calibration.exited).toEqual({ code: 0, signal: null });
+    expect(await digest('bulk_reading')).toEqual(expected);
+    // Measured again by every full sync that follows, as caches warm.
+    let writeWindowMs = ended.at - staged.at;
+
+    const steps = new Map<string, number>();
+    let kills = 0;
+    let landedBeforeCommit = 0;
+    let landedAfterCommit = 0;
+    let exitedBeforeKill = 0;
+    let rowsChecked = 0;
+    let next = syncProcess('crash-0');
+    for (let attempt = 0; kills < KILLS; attempt++) {
+      expect(attempt, 'too many runs ended before their kill').toBeLessThan(KILLS * 2);
+      await target.query(RESET_TARGET);
+      const name = `crash-${attempt}`;
+      const child = next;
+      await child.waitForLine(isLine('ready'));
+      child.send('go');
+      await child.waitForLine(isLine('entity-progress', 'reading'));
+      // Anywhere in the write, and now and then just after the commit.
+      await sleep(random.next() * writeWindowMs * 1.15);
+      const atKill = await sessionsOf(cluster.admin, name, 'target');
+      const endedBeforeKill = child.lines.some(isLine('entity-end'));
+      const alive = child.process.exitCode === null && child.process.signalCode === null;
+      child.process.kill('SIGKILL');
+      const exit = await child.exited;
+      // Load the next process while this one's aftermath is checked.
+      next = syncProcess(`crash-${attempt + 1}`);
+      if (!alive || exit.signal !== 'SIGKILL') {
+        exitedBeforeKill++;
+        continue;
+      }
+      kills++;
+      const step = stepAtKill(atKill);
+      steps.set(step, (steps.get(step) ?? 0) + 1);
+
+      // The server notices the dead client and ends its sessions, releasing the sync lock.
+      await waitFor(
+        `the sessions of ${name} to end`,
+        () => sessionsOf(cluster.admin, name),
+        (sessions) => sessions.length === 0,
+      );
+      const after = await digest('bulk_reading');
+      rowsChecked += after.rows;
+      const state =
+        after.digest === before.digest
+          ? 'before'
+          : after.digest === expected.digest
+            ? 'applied'
+            : 'in between';
+      if (state === 'in between') {
+        const { rows } = await target.query(DISTANCES);
+        expect.fail(
+          `kill ${kills} (${step}) left the table in between: ${JSON.stringify(rows[0])}`,
+        );
+      }
+      if (endedBeforeKill) expect(state).toBe('applied');
+      if (state === 'before') landedBeforeCommit++;
+      else landedAfterCommit++;
+      expect(await idleInTransaction(cluster.admin, 'source')).toBe(0);
+
+      let stagedAt = 0;
+      const converged = await performSync({
+        source,
+        target,
+        tenantId: TENANT,
+        entities: [bulkReading],
+        onEvent: (event) => {
+          if (event.type === 'entity-progress' && event.phase === 'reading') stagedAt = Date.now();
+          if (event.type === 'entity-end' && state === 'before')
+            writeWindowMs = Date.now() - stagedAt;
+        },
+      });
+      expect(converged.ok).toBe(true);
+      expect(converged.entities.bulk_reading.inserted).toBe(state === 'before' ? ROWS * 0.1 : 0);
+      const final = await digest('bulk_reading');
+      rowsChecked += final.rows;
+      expect(final).toEqual(expected);
+    }
+    await killAll();
+    expect(await idleInTransaction(cluster.admin, 'source')).toBe(0);
+
+    const duringWrite = [...steps].reduce(
+      (sum, [step, count]) => sum + (isWriting(step) ? count : 0),
+      0,
+    );
+    report('crash-mid-apply', {
+      rows: ROWS,
+      writeWindowMs: Math.round(writeWindowMs),
+      kills,
+      landedBeforeCommit,
+      landedAfterCommit,
+      exitedBeforeKill,
+      duringWrite,
+      stepAtKill: Object.fromEntries(steps),
+      rowsChecked,
+    });
+    expect(kills).toBe(KILLS);
+    // The kills are aimed at the write; most must have caught an INSERT or DELETE running.
+    expect(duringWrite).toBeGreaterThanOrEqual(KILLS / 2);
+  });
+});
