@@ -52,14 +52,14 @@ export async function splitOrphans<Row extends Record<string, unknown>>(
   rows: readonly PreparedRow<Row>[],
 ): Promise<{ kept: PreparedRow<Row>[]; orphans: Orphan<Row>[] }> {
   if (entity.references.length === 0 || rows.length === 0) return { kept: [...rows], orphans: [] };
-  const checks = await Promise.all(
-    entity.references.map(async (reference) => {
-      const parent = context.registry.get(reference.entity);
-      const columns = childColumns(parent, reference);
-      const positions = columns.map((column) => entity.columnNames.indexOf(column));
-      return { parent, columns, positions, keys: await parentKeys(context, db, parent) };
-    }),
-  );
+  // One after another: the queries share the target's connection, which runs one at a time.
+  const checks = [];
+  for (const reference of entity.references) {
+    const parent = context.registry.get(reference.entity);
+    const columns = childColumns(parent, reference);
+    const positions = columns.map((column) => entity.columnNames.indexOf(column));
+    checks.push({ parent, columns, positions, keys: await parentKeys(context, db, parent) });
+  }
   const kept: PreparedRow<Row>[] = [];
   const orphans: Orphan<Row>[] = [];
   for (const row of rows) {

@@ -53,6 +53,7 @@ import {
   removeMissing,
 } from './outcome.js';
 import type { SyncWarning } from './result.js';
+import { allSettledOrFirstError } from './settle.js';
 
 type Row = Record<string, unknown>;
 
@@ -252,18 +253,18 @@ export async function syncSetBased(
       entity.tenantColumn === undefined
         ? {}
         : { [SETTING.tenant]: String(toParameter(scope.tenantId, 'scalar')) };
-    const [, [presenceRows, estimatedRows]] = await Promise.all([
+    const [, [presenceRows, estimatedRows]] = await allSettledOrFirstError([
       onSource(setSettings({ ...tenant, ...SESSION_SETTINGS }), 'preparing the comparison'),
-      onTarget(setSettings({ ...tenant, ...TARGET_SETTINGS }), 'preparing the comparison').then(
-        () =>
-          Promise.all([
-            onTarget(targetPresence(shape), 'looking at the target'),
-            onTarget(
-              estimateTargetRows(shape, toParameter(scope.tenantId, 'scalar')),
-              'estimating target rows',
-            ),
-          ]),
-      ),
+      // The target's statements run one after another on its one connection.
+      (async () => {
+        await onTarget(setSettings({ ...tenant, ...TARGET_SETTINGS }), 'preparing the comparison');
+        const presence = await onTarget(targetPresence(shape), 'looking at the target');
+        const estimate = await onTarget(
+          estimateTargetRows(shape, toParameter(scope.tenantId, 'scalar')),
+          'estimating target rows',
+        );
+        return [presence, estimate] as const;
+      })(),
     ]);
     const presence = presenceRows?.[0];
     const estimateRows = estimatedRows ?? [];
@@ -324,7 +325,7 @@ export async function syncSetBased(
         2 ** Math.ceil(Math.log2(Math.max(1, inScope / ROWS_PER_BUCKET))),
       );
       const onBoth = (settings: Record<string, string>, action: string) =>
-        Promise.all([
+        allSettledOrFirstError([
           onSource(setSettings(settings), action),
           onTarget(setSettings(settings), action),
         ]);
@@ -335,7 +336,7 @@ export async function syncSetBased(
             throw databaseError(error, entity.name, action);
           },
         );
-      const [sourceSums, targetSums] = await Promise.all([
+      const [sourceSums, targetSums] = await allSettledOrFirstError([
         scanningAsPlanned(onSource, sourceScanPlan(shape, scope), () =>
           fingerprints(sourceClient, sourceBucketFingerprints(shape), 'summarising source buckets'),
         ),

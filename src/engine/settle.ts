@@ -1,0 +1,17 @@
+/**
+ * Like `Promise.all` for work on different connections, but settles only when every piece has:
+ * a failure on one connection must not leave a statement running on another while the caller
+ * rolls back on it. Throws the first failure, in argument order.
+ */
+export async function allSettledOrFirstError<T extends readonly unknown[]>(
+  work: {
+    readonly [K in keyof T]: Promise<T[K]>;
+  },
+): Promise<T> {
+  const settled = await Promise.allSettled(work);
+  const failure = settled.find((outcome) => outcome.status === 'rejected');
+  if (failure) throw failure.reason;
+  return settled.map(
+    (outcome) => (outcome as PromiseFulfilledResult<unknown>).value,
+  ) as unknown as T;
+}
