@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, inject } from 'vitest';
+import { idleInTransaction as idleInTransactionOn, seedBuiltInPair } from './built-in-pair.js';
 
 const pools: pg.Pool[] = [];
 const databases: string[] = [];
@@ -56,24 +57,16 @@ afterAll(async () => {
 
 /** A seeded remote with the built-in tables and an empty sync database, on the real server. */
 export async function builtInPairOnPostgres(tenants: readonly number[] = [1, 2]) {
-  const { clientSystemSchemaSql, seedClientSystem } = await import('../../src/sample/index.js');
-  const { syncSchemaSql } = await import('../../src/index.js');
   const remote = await createDatabase('remote');
-  await remote.pool.query(clientSystemSchemaSql);
-  await seedClientSystem(remote.pool, tenants);
   const local = await createDatabase('local');
-  await local.pool.query(syncSchemaSql);
+  await seedBuiltInPair(remote.pool, local.pool, tenants);
   return { remote, local };
 }
 
 /** Sessions of a database that sit inside an open transaction. */
 export async function idleInTransaction(database: string): Promise<number> {
   admin ??= adminPool();
-  const { rows } = await admin.query(
-    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'",
-    [database],
-  );
-  return rows[0].n;
+  return idleInTransactionOn(admin, database);
 }
 
 /** Wraps a pool so every statement text sent through it is recorded, and a hook can run first. */

@@ -3,8 +3,7 @@
  * database, and their contents as comparable row texts, table by table.
  */
 import { expect } from 'vitest';
-import { syncSchemaSql } from '../../../src/index.js';
-import { clientSystemSchemaSql, seedClientSystem } from '../../../src/sample/index.js';
+import { seedBuiltInPair } from '../../support/built-in-pair.js';
 import { type Cluster, rowDifference, rowTexts } from './cluster.js';
 
 type Queryable = Parameters<typeof rowTexts>[0];
@@ -21,11 +20,11 @@ export async function createBuiltInPair(
 ) {
   const sourceUrl = await cluster.createDatabase(names.source);
   const targetUrl = await cluster.createDatabase(names.target);
-  const setup = cluster.pool(sourceUrl, { max: 1 });
-  await setup.query(clientSystemSchemaSql);
-  await seedClientSystem(setup, tenants);
-  const targetSetup = cluster.pool(targetUrl, { max: 1 });
-  await targetSetup.query(syncSchemaSql);
+  await seedBuiltInPair(
+    cluster.pool(sourceUrl, { max: 1 }),
+    cluster.pool(targetUrl, { max: 1 }),
+    tenants,
+  );
   return { sourceUrl, targetUrl };
 }
 

@@ -5,6 +5,8 @@
 import pg from 'pg';
 import { type PostgresServer, startPostgres } from '../../../scripts/postgres.js';
 
+export { idleInTransaction } from '../../support/built-in-pair.js';
+
 /** The application name of the test's own sessions (probes, setup, checks). */
 export const TEST_SESSIONS = 'faults-test';
 
@@ -105,15 +107,6 @@ export async function connectionsTo(admin: pg.Pool, database: string): Promise<n
     `SELECT count(*)::int AS n FROM pg_stat_activity
       WHERE datname = $1 AND backend_type = 'client backend' AND application_name <> $2`,
     [database, TEST_SESSIONS],
-  );
-  return rows[0].n;
-}
-
-/** Sessions of a database that sit inside an open transaction. */
-export async function idleInTransaction(admin: pg.Pool, database: string): Promise<number> {
-  const { rows } = await admin.query(
-    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'",
-    [database],
   );
   return rows[0].n;
 }
