@@ -37,7 +37,6 @@ export type {
   TransactionOptions,
 } from './db/types.js';
 export type { SyncEvent, SyncEventListener } from './engine/events.js';
-export { type PerformSyncOptions, performSync } from './engine/perform-sync.js';
 export type { EntityChanges, EntityResult, SyncResult, SyncWarning } from './engine/result.js';
 export { col } from './entity/columns.js';
 export { defineEntity, type EntityDefinitionInput } from './entity/define.js';
@@ -69,3 +68,4 @@ export {
   SchemaError,
 } from './errors.js';
 export { type Logger, silentLogger } from './logger.js';
+export { type PerformSyncOptions, performSync } from './perform-sync.js';

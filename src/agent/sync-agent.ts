@@ -1,9 +1,9 @@
 import type { builtInEntities } from '../builtins/index.js';
-import { type PerformSyncOptions, performSync, resolveEntities } from '../engine/perform-sync.js';
 import type { SyncResult } from '../engine/result.js';
 import type { AnyEntity } from '../entity/types.js';
 import { ConfigurationError, LockedError, MeterSyncError } from '../errors.js';
 import { silentLogger } from '../logger.js';
+import { type PerformSyncOptions, performSync, resolveEntities } from '../perform-sync.js';
 import {
   EventHub,
   type SyncAgentEvent,

@@ -1,4 +1,4 @@
-import type { AnyEntity, KeyOf, RowOf } from '../entity/types.js';
+import type { AnyEntity, RowOf } from '../entity/types.js';
 
 /** A tenant identifier, as stored in an entity's `tenantColumn`. */
 export type TenantId = string | number | bigint;
@@ -30,54 +30,144 @@ export interface ColumnInfo {
 /** The columns of a target table, by name. `undefined` from `describe` means the table is missing. */
 export type TableDescription = ReadonlyMap<string, ColumnInfo>;
 
+/** A column's value as PostgreSQL's text output, or `null` for SQL NULL. */
+export type TextValue = string | null;
+
+/** A row as text values, in `entity.columnNames` order. */
+export type TextRow = readonly TextValue[];
+
+/** A key as the text of its columns in the target's types, in `entity.key` order. */
+export type TextKey = readonly string[];
+
 /**
- * The sync database as the engine writes it: generic, entity-typed operations that serve every
+ * How the two sides' rows are compared. `sql`: both servers compute the same typed 64-bit
+ * hashes (PostgreSQL 11+), and unchanged rows never leave them. `text`: whole rows travel as
+ * text and are compared here (engines without those functions, such as pg-mem).
+ */
+export type HashMode = 'sql' | 'text';
+
+/** Which buckets of keys to read: `count` buckets by key hash, all or `only` these. */
+export interface BucketSelection {
+  readonly count: number;
+  readonly only?: readonly number[] | undefined;
+}
+
+/** What to read of an entity. */
+export interface ReadRequest {
+  readonly scope: Scope;
+  /** The target's columns: values are read as these types (the source's are cast to them). */
+  readonly columns: TableDescription;
+  readonly hash: HashMode;
+  /** Only keys of these buckets; every key when absent. */
+  readonly buckets?: BucketSelection | undefined;
+}
+
+/** Per-bucket fingerprints of the rows in scope: 8 bytes a bucket, in bucket order. */
+export interface Fingerprints {
+  readonly buckets: Uint8Array;
+  /** Rows with a complete key. */
+  readonly rows: number;
+  /** Rows with a NULL in the key (the source's data at fault). */
+  readonly nullKeys: number;
+}
+
+/** A key and the hash of its row's values (as `HashMode` says). */
+export interface KeyHash {
+  readonly key: TextKey;
+  readonly hash: string;
+}
+
+/** A source row: its key, hash and text values. */
+export interface SourceRow extends KeyHash {
+  readonly values: TextRow;
+}
+
+/** What a database can do for the pipeline. */
+export interface Features {
+  /** Typed row hashes and bucket fingerprints in SQL (`HashMode` `sql`). */
+  readonly sqlHash: boolean;
+  /** ROLLBACK undoes writes. */
+  readonly rollback: boolean;
+}
+
+/** A row of a child entity that references rows about to be deleted. */
+export interface ReferencingRow {
+  readonly key: TextKey;
+  /** The child's reference columns, in the parent's key order. */
+  readonly parentKey: TextKey;
+  /** Whether the run's scope covers the row (its tenant, for a tenant-scoped child). */
+  readonly inScope: boolean;
+}
+
+/** What a batch of writes did. */
+export interface Written {
+  readonly inserted: readonly TextKey[];
+  readonly updated: readonly TextKey[];
+}
+
+/**
+ * The sync database as the engine uses it: generic, entity-typed operations that serve every
  * entity (built-in or custom), composite keys included. `createPgSyncDatabase` implements it
- * for any pg-compatible pool.
+ * for any pg-compatible pool; other stores can implement it too (the tests run one in memory).
  *
- * Every operation touches only the entity's own columns: other columns of the table (a local
- * surrogate id, local notes) are never read or written. A `scope` limits tenant-scoped
- * entities to one tenant; rows of other tenants are never read, changed or deleted through it.
+ * Values and keys travel as PostgreSQL text (`TextRow`, `TextKey`). Reads return keys in key
+ * order: ascending integers for integer key columns, code-point order of the text for the rest.
+ * Every operation touches only the entity's own columns, and a `scope` limits tenant-scoped
+ * entities to one tenant: rows of other tenants are never read, changed or deleted through it.
  */
 export interface SyncDatabase {
-  /** The entity's rows in scope, parsed through its schema. Throws `DataError` on a row the schema rejects. */
-  query<E extends AnyEntity>(entity: E, scope?: Scope): Promise<RowOf<E>[]>;
-  /** The entity's rows in scope as stored, unparsed; `columns` narrows the columns read. */
-  scan(
-    entity: AnyEntity,
-    options?: { scope?: Scope; columns?: readonly string[] },
-  ): Promise<StoredRow[]>;
+  /** What this database can do. */
+  features(): Promise<Features>;
   /** The target table's columns, or `undefined` when the table does not exist. */
   describe(entity: AnyEntity): Promise<TableDescription | undefined>;
-  /**
-   * Inserts rows, or updates the row with the same key. With a scope, an existing row of another
-   * tenant is left alone. Returns the number of rows written.
-   */
-  upsert<E extends AnyEntity>(entity: E, rows: readonly RowOf<E>[], scope?: Scope): Promise<number>;
-  /** Deletes the rows with these keys (within scope). Returns the number deleted. */
-  deleteByKey<E extends AnyEntity>(
-    entity: E,
-    keys: readonly KeyOf<E>[],
-    scope?: Scope,
-  ): Promise<number>;
-  /** Sets columns on the rows with these keys (within scope): a soft delete. Returns the number changed. */
-  updateByKey<E extends AnyEntity>(
-    entity: E,
-    keys: readonly KeyOf<E>[],
-    set: Readonly<Partial<RowOf<E>>>,
-    scope?: Scope,
-  ): Promise<number>;
-  /** Of these keys, those that exist in the table outside the scope (under another tenant). */
-  keysOutsideScope<E extends AnyEntity>(
-    entity: E,
-    keys: readonly KeyOf<E>[],
+  /** The entity's rows in scope, parsed through its schema. Throws `DataError` on a row it rejects. */
+  query<E extends AnyEntity>(entity: E, scope?: Scope): Promise<RowOf<E>[]>;
+  /** About how many rows are in scope (a planner's estimate will do; 0 only when none). */
+  estimateRows(entity: AnyEntity, scope: Scope): Promise<number>;
+  /** Bucket fingerprints of the rows in scope (`features().sqlHash` only). */
+  fingerprints(entity: AnyEntity, request: ReadRequest): Promise<Fingerprints>;
+  /** Keys and row hashes in scope, in key order, in batches. */
+  keyHashes(entity: AnyEntity, request: ReadRequest): AsyncIterable<readonly KeyHash[]>;
+  /** Of these keys, those stored, in any tenant. */
+  existingKeys(entity: AnyEntity, keys: readonly TextKey[]): Promise<TextKey[]>;
+  /** Of these keys, those stored under another tenant than the scope's. */
+  keysOutsideScope(entity: AnyEntity, keys: readonly TextKey[], scope: Scope): Promise<TextKey[]>;
+  /** Rows of `child` whose `columns` (in the parent's key order) hold one of `parentKeys`, any tenant. */
+  referencing(
+    child: AnyEntity,
+    columns: readonly string[],
+    parentKeys: readonly TextKey[],
     scope: Scope,
-  ): Promise<KeyOf<E>[]>;
+  ): Promise<ReferencingRow[]>;
+  /**
+   * Inserts rows, or updates the stored row with the same key where any value differs by
+   * content. A stored row of another tenant is left alone. Returns the keys written.
+   */
+  write(entity: AnyEntity, rows: readonly TextRow[], scope: Scope): Promise<Written>;
+  /** Deletes the rows with these keys (within scope). Returns how many were deleted. */
+  deleteKeys(entity: AnyEntity, keys: readonly TextKey[], scope: Scope): Promise<number>;
+  /** Sets columns on the rows with these keys (within scope) where they differ: a soft delete. */
+  setColumns(
+    entity: AnyEntity,
+    keys: readonly TextKey[],
+    set: Readonly<Record<string, TextValue>>,
+    scope: Scope,
+  ): Promise<number>;
   /**
    * Runs `work` in one transaction: committed when it resolves, rolled back when it throws.
    * A nested call joins the outer transaction.
    */
   transaction<T>(work: (db: SyncDatabase) => Promise<T>, options?: TransactionOptions): Promise<T>;
+  /** Runs `work` on one dedicated connection: a run's transactions all use it. */
+  session<T>(work: (db: SyncDatabase) => Promise<T>): Promise<T>;
+  /**
+   * Inside a session: takes the sync lock, so two syncs into one database never overlap. With
+   * `wait`, blocks until it is free; otherwise resolves false when another session holds it.
+   * Stores without locks resolve true.
+   */
+  lock(wait: boolean): Promise<boolean>;
+  /** Releases the sync lock taken by `lock`. */
+  unlock(): Promise<void>;
 }
 
 /** Limits for one transaction (PostgreSQL only; ignored by emulators). */
@@ -90,8 +180,19 @@ export interface TransactionOptions {
 
 /** The source side of one run: reads inside one read-only snapshot. */
 export interface SourceSnapshot {
-  /** The entity's rows in scope, as stored, with target column names. */
-  read(entity: AnyEntity, scope: Scope): Promise<StoredRow[]>;
+  /** What the source can do. */
+  readonly features: Features;
+  /** Bucket fingerprints of the entity's rows in scope (`features.sqlHash` only). */
+  fingerprints(entity: AnyEntity, request: ReadRequest): Promise<Fingerprints>;
+  /** The entity's rows in scope with a complete key, in key order, in batches. */
+  rows(entity: AnyEntity, request: ReadRequest): AsyncIterable<readonly SourceRow[]>;
+  /** Up to `limit` rows in scope with a NULL in the key. */
+  nullKeyRows(entity: AnyEntity, request: ReadRequest, limit: number): Promise<TextRow[]>;
   /** Ends the snapshot transaction and returns the connection. Safe to call twice. */
   close(): Promise<void>;
+}
+
+/** Opens the source side of a run. */
+export interface SourceDatabase {
+  open(options: { readonly statementTimeoutMs?: number | undefined }): Promise<SourceSnapshot>;
 }

@@ -1,6 +1,6 @@
 import { syncSchemaSql } from '../builtins/index.js';
-import { performSync } from '../engine/perform-sync.js';
 import type { SyncResult } from '../engine/result.js';
+import { performSync } from '../perform-sync.js';
 import { clientSystemSchemaSql, seedClientSystem } from '../sample/index.js';
 import { type EmbeddedDatabase, startEmbeddedDatabase } from './embedded-postgres.js';
 

@@ -1,5 +1,4 @@
 import type { Scope, SourceSnapshot, SyncDatabase } from '../db/types.js';
-import { type Canonical, canonical } from '../diff/canonical.js';
 import type { Registry } from '../entity/registry.js';
 import type { AnyEntity } from '../entity/types.js';
 import type { Logger } from '../logger.js';
@@ -29,7 +28,8 @@ export interface RunSettings {
 
 /** Everything one run shares between its entities. */
 export class RunContext {
-  readonly tenant: Canonical | undefined;
+  /** The run's tenant as PostgreSQL prints it, to compare with a row's tenant column. */
+  readonly tenantText: string | undefined;
   readonly registry: Registry;
   readonly selected: ReadonlySet<string>;
   readonly scope: Scope;
@@ -45,7 +45,7 @@ export class RunContext {
   ) {
     ({ registry: this.registry, selected: this.selected, scope: this.scope } = settings);
     ({ logger: this.logger, dryRun: this.dryRun } = settings);
-    this.tenant = this.scope.tenantId === undefined ? undefined : canonical(this.scope.tenantId);
+    this.tenantText = this.scope.tenantId === undefined ? undefined : String(this.scope.tenantId);
   }
 
   /** Tells the listener; a listener that throws is logged, never allowed to break the run. */
@@ -80,11 +80,5 @@ export class RunContext {
   /** The scope an entity's reads and writes use. */
   scopeOf(entity: AnyEntity): Scope {
     return entity.tenantColumn === undefined ? {} : this.scope;
-  }
-
-  /** Whether this run may write a stored row of `entity` with these tenant values. */
-  inScope(entity: AnyEntity, tenantValue: Canonical): boolean {
-    if (!this.selected.has(entity.name)) return false;
-    return entity.tenantColumn === undefined || tenantValue === this.tenant;
   }
 }

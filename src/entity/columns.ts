@@ -21,19 +21,18 @@ function exact<S extends z.ZodType>(schema: S): S {
 }
 
 /**
- * Whether a column schema keeps every value as PostgreSQL stores it, so comparing in SQL gives
- * the answer parsing would: a `col` schema, plain `z.string()` / `z.boolean()`, optionally
- * `.nullable()` / `.optional()`. A refinement or transform anywhere makes it false.
+ * Whether a column schema is one of `col`'s (optionally `.nullable()` / `.optional()`, without
+ * refinements): those read PostgreSQL's text output themselves and only normalise its form, so
+ * the text the source sent is what is written.
  */
-export function comparesExactly(schema: z.ZodType): boolean {
+export function isExactColumn(schema: z.ZodType): boolean {
   const checked = (type: z.ZodType) => (type._zod.def.checks ?? []).length > 0;
   let inner: z.ZodType = schema;
-  while (inner instanceof z.ZodNullable || inner instanceof z.ZodOptional) {
+  while (inner._zod.def.type === 'nullable' || inner._zod.def.type === 'optional') {
     if (checked(inner)) return false;
-    inner = inner.unwrap() as z.ZodType;
+    inner = (inner._zod.def as unknown as { innerType: z.ZodType }).innerType;
   }
-  if (exactSchemas.has(inner)) return !checked(inner);
-  return (inner instanceof z.ZodString || inner instanceof z.ZodBoolean) && !checked(inner);
+  return exactSchemas.has(inner) && !checked(inner);
 }
 
 /**

@@ -3,8 +3,6 @@ import { createPgSyncDatabase, defineEntity } from '../../src/index.js';
 import { createDatabase, openPool } from '../support/postgres.js';
 import { READING_DDL, reading, syncDatabaseSuite } from '../support/sync-database-suite.js';
 
-const row = { meter_id: 1n, element: 'A', tenant_id: 1, value: '1', tags: null, extra: null };
-
 describe('SyncDatabase on PostgreSQL', () => {
   const open = async () => {
     const { pool } = await createDatabase('syncdb');
@@ -18,7 +16,7 @@ describe('SyncDatabase on PostgreSQL', () => {
     const db = createPgSyncDatabase(pool);
     await expect(
       db.transaction(async (tx) => {
-        await tx.upsert(reading, [row]);
+        await tx.write(reading, [['1', 'A', '1', '1', null, null]], {});
         throw new Error('changed my mind');
       }),
     ).rejects.toThrow('changed my mind');

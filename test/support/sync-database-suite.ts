@@ -31,88 +31,133 @@ export const reading = defineEntity({
 export const READING_DDL = `CREATE TABLE reading (id serial, meter_id bigint NOT NULL, element text NOT NULL, tenant_id int NOT NULL,
   value numeric, tags text[], extra jsonb, PRIMARY KEY (meter_id, element))`;
 
+/** Text rows as the engine writes them: meter_id, element, tenant_id, value, tags, extra. */
+const TEXT_ROWS = [
+  ['1', 'A', '1', '1.5', '{x,y}', '{"a": [1, 2]}'],
+  ['1', 'B', '1', null, null, null],
+  ['2', 'A', '2', '7', '{}', '[1, "two"]'],
+] as const;
+
+const PARSED = [
+  {
+    meter_id: 1n,
+    element: 'A',
+    tenant_id: 1,
+    value: '1.5',
+    tags: ['x', 'y'],
+    extra: { a: [1, 2] },
+  },
+  { meter_id: 1n, element: 'B', tenant_id: 1, value: null, tags: null, extra: null },
+  { meter_id: 2n, element: 'A', tenant_id: 2, value: '7', tags: [], extra: [1, 'two'] },
+];
+
 /** The generic SyncDatabase operations, run against a pool made by `open` (pg-mem or PostgreSQL). */
 export function syncDatabaseSuite(open: () => Promise<Queryable>) {
-  const rows = [
-    {
-      meter_id: 1n,
-      element: 'A',
-      tenant_id: 1,
-      value: '1.5',
-      tags: ['x', 'y'],
-      extra: { a: [1, 2] },
-    },
-    { meter_id: 1n, element: 'B', tenant_id: 1, value: null, tags: null, extra: null },
-    { meter_id: 2n, element: 'A', tenant_id: 2, value: '7', tags: [], extra: [1, 'two'] },
-  ];
-
-  it('upserts and queries typed rows within a scope', async () => {
+  const all = { scope: {}, hash: 'text' as const };
+  const seeded = async () => {
     const db = createPgSyncDatabase(await open());
-    expect(await db.upsert(reading, rows)).toBe(3);
+    await db.transaction((tx) => tx.write(reading, TEXT_ROWS, {}));
+    return db;
+  };
+
+  it('writes text rows, reports inserts and updates by key, and queries them typed', async () => {
+    const db = createPgSyncDatabase(await open());
+    const first = await db.transaction((tx) => tx.write(reading, TEXT_ROWS, {}));
+    expect(first.inserted.map((key) => key.join('/')).sort()).toEqual(['1/A', '1/B', '2/A']);
+    expect(first.updated).toEqual([]);
     const tenant1 = await db.query(reading, { tenantId: 1 });
-    expect(tenant1.sort((a, b) => a.element.localeCompare(b.element))).toEqual(rows.slice(0, 2));
+    expect(tenant1.sort((a, b) => a.element.localeCompare(b.element))).toEqual(PARSED.slice(0, 2));
     expect(await db.query(reading)).toHaveLength(3);
+    const again = await db.transaction((tx) =>
+      tx.write(reading, [TEXT_ROWS[0], ['1', 'B', '1', '2', null, null]], { tenantId: 1 }),
+    );
+    expect(again.inserted).toEqual([]);
+    expect(again.updated).toEqual([['1', 'B']]);
   });
 
-  it('updates by composite key and leaves other tenants alone', async () => {
-    const db = createPgSyncDatabase(await open());
-    await db.upsert(reading, rows);
-    await db.upsert(reading, [{ ...rows[0], value: '2', tags: ['z'] }] as typeof rows, {
-      tenantId: 1,
-    });
-    await db.upsert(reading, [{ ...rows[2], value: '99', tenant_id: 1 }] as typeof rows, {
-      tenantId: 1,
-    });
-    const all = await db.query(reading);
-    expect(all.find((r) => r.element === 'A' && r.meter_id === 1n)).toMatchObject({
-      value: '2',
-      tags: ['z'],
-    });
-    expect(all.find((r) => r.meter_id === 2n)).toMatchObject({ value: '7', tenant_id: 2 });
+  it('never takes over a row of another tenant', async () => {
+    const db = await seeded();
+    await db.transaction((tx) =>
+      tx.write(reading, [['2', 'A', '1', '99', null, null]], { tenantId: 1 }),
+    );
+    const rows = await db.query(reading);
+    expect(rows.find((r) => r.meter_id === 2n)).toMatchObject({ value: '7', tenant_id: 2 });
   });
 
   it('deletes by composite key only within the scope', async () => {
-    const db = createPgSyncDatabase(await open());
-    await db.upsert(reading, rows);
-    const keys = [
-      { meter_id: 1n, element: 'B' },
-      { meter_id: 2n, element: 'A' },
-    ];
-    expect(await db.deleteByKey(reading, keys, { tenantId: 1 })).toBe(1);
+    const db = await seeded();
+    const deleted = await db.transaction((tx) =>
+      tx.deleteKeys(
+        reading,
+        [
+          ['1', 'B'],
+          ['2', 'A'],
+        ],
+        { tenantId: 1 },
+      ),
+    );
+    expect(deleted).toBe(1);
     expect((await db.query(reading)).map((r) => `${r.meter_id}${r.element}`).sort()).toEqual([
       '1A',
       '2A',
     ]);
   });
 
-  it('soft-deletes by key within the scope', async () => {
-    const db = createPgSyncDatabase(await open());
-    await db.upsert(reading, rows);
-    const changed = await db.updateByKey(
-      reading,
-      [
-        { meter_id: 1n, element: 'A' },
-        { meter_id: 2n, element: 'A' },
-      ],
-      { value: null },
-      { tenantId: 1 },
+  it('soft-deletes by key within the scope, leaving rows that already hold the values', async () => {
+    const db = await seeded();
+    const changed = await db.transaction((tx) =>
+      tx.setColumns(
+        reading,
+        [
+          ['1', 'A'],
+          ['1', 'B'],
+          ['2', 'A'],
+        ],
+        { value: null },
+        { tenantId: 1 },
+      ),
     );
     expect(changed).toBe(1);
     expect((await db.query(reading)).filter((r) => r.value === null)).toHaveLength(2);
   });
 
-  it('finds keys stored under another tenant', async () => {
-    const db = createPgSyncDatabase(await open());
-    await db.upsert(reading, rows);
-    const found = await db.keysOutsideScope(
-      reading,
-      [
-        { meter_id: 1n, element: 'A' },
-        { meter_id: 2n, element: 'A' },
-      ],
-      { tenantId: 1 },
-    );
-    expect(found.map((key) => String(key.meter_id))).toEqual(['2']);
+  it('finds stored keys and keys stored under another tenant', async () => {
+    const db = await seeded();
+    await db.transaction(async (tx) => {
+      const stored = await tx.existingKeys(reading, [
+        ['1', 'A'],
+        ['3', 'A'],
+        ['2', 'A'],
+      ]);
+      expect(stored.map((key) => key.join('/')).sort()).toEqual(['1/A', '2/A']);
+      const elsewhere = await tx.keysOutsideScope(
+        reading,
+        [
+          ['1', 'A'],
+          ['2', 'A'],
+        ],
+        { tenantId: 1 },
+      );
+      expect(elsewhere).toEqual([['2', 'A']]);
+    });
+  });
+
+  it('lists keys and hashes in key order, the same for the same content', async () => {
+    const db = await seeded();
+    const description = await db.describe(reading);
+    const request = { ...all, columns: description as NonNullable<typeof description> };
+    const read = () =>
+      db.transaction(async (tx) => {
+        const out = [];
+        for await (const batch of tx.keyHashes(reading, request)) out.push(...batch);
+        return out;
+      });
+    const before = await read();
+    expect(before.map((row) => row.key.join('/'))).toEqual(['1/A', '1/B', '2/A']);
+    await db.transaction((tx) => tx.write(reading, [['1', 'B', '1', '3', null, null]], {}));
+    const after = await read();
+    expect(after[0]?.hash).toBe(before[0]?.hash);
+    expect(after[1]?.hash).not.toBe(before[1]?.hash);
   });
 
   it('describes the table and reports a missing one', async () => {
@@ -125,11 +170,10 @@ export function syncDatabaseSuite(open: () => Promise<Queryable>) {
   });
 
   it('commits a transaction that resolves', async () => {
-    const pool = await open();
-    const db = createPgSyncDatabase(pool);
+    const db = createPgSyncDatabase(await open());
     await db.transaction(async (tx) => {
-      await tx.upsert(reading, rows);
-      await tx.deleteByKey(reading, [{ meter_id: 2n, element: 'A' }]);
+      await tx.write(reading, TEXT_ROWS, {});
+      await tx.deleteKeys(reading, [['2', 'A']], {});
     });
     expect(await db.query(reading)).toHaveLength(2);
   });
@@ -151,7 +195,7 @@ export function syncDatabaseSuite(open: () => Promise<Queryable>) {
     expect(error).toBeInstanceOf(DataError);
     expect(error).toMatchObject({ entity: 'strict', column: 'value' });
     expect((error as Error).message).toMatch(
-      /strict: stored row \(meter_id=5, element="A"\) column "value"/,
+      /strict: .*row \(meter_id=5, element="A"\) column "value"/,
     );
   });
 }

@@ -1,7 +1,7 @@
 import { builtInEntities } from '../../builtins/index.js';
 import type { TenantId } from '../../db/types.js';
-import { performSync } from '../../engine/perform-sync.js';
 import { ConfigurationError, DatabaseError, DefinitionError, LockedError } from '../../errors.js';
+import { performSync } from '../../perform-sync.js';
 import { connectionHint, openPool, requireUrl } from '../connections.js';
 import { CliError, ExitCode, type ExitCodeValue } from '../exit-codes.js';
 import type { Output } from '../output.js';

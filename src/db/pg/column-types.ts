@@ -1,10 +1,9 @@
 /**
- * SQL types as the set-based path sees them: a class per family of types, and for each class
- * (1) a 64-bit hash that is equal for equal values on both sides even when the sides' types
- * differ a little (int vs bigint, varchar vs text, json vs jsonb, numeric(12,4) vs numeric), and
- * (2) a text form that the other side reads back exactly whatever its TimeZone or DateStyle.
- * The hashes are PostgreSQL's own typed hash functions (those of its hash indexes), which are
- * consistent with the types' equality and several times cheaper than hashing text.
+ * SQL types as the row hashes see them: a class per family of types, and for each class a
+ * 64-bit hash that is equal exactly when the values' content is. Both sides hash values of the
+ * target's types (the source casts to them). Where a type's own hash function (that of its hash
+ * indexes) agrees with content equality it is used, being several times cheaper than hashing
+ * text; elsewhere the text output is hashed.
  */
 import { quoteIdent } from './sql.js';
 
@@ -66,19 +65,6 @@ export function typeClass(type: SqlType): TypeClass {
 }
 
 /**
- * The class both sides' values are brought to for comparison, or undefined when no canonical
- * text can make equal values equal (e.g. text on one side, integer on the other).
- */
-export function commonClass(source: SqlType, target: SqlType): TypeClass | undefined {
-  const a = typeClass(source);
-  const b = typeClass(target);
-  if (a === b) return a;
-  const numeric = new Set<TypeClass>(['integer', 'numeric']);
-  if (numeric.has(a) && numeric.has(b)) return 'numeric';
-  return undefined;
-}
-
-/**
  * A 64-bit hash of `value` (an SQL expression) of class `cls`, seeded so that equal values in
  * different columns hash differently. NULL stays NULL. Needs PostgreSQL 11 or later.
  */
@@ -87,12 +73,10 @@ export function hashExpression(value: string, cls: TypeClass, seed: number): str
   switch (cls) {
     case 'integer':
       return `hashint8extended(${value}::int8, ${s})`;
-    case 'numeric':
-      return `hash_numeric_extended(${value}::numeric, ${s})`;
-    case 'float':
-      return `hashfloat8extended(${value}::float8, ${s})`;
     case 'text':
-      return `hashtextextended(${value}::text, ${s})`;
+      // Content, not the collation's equality: a nondeterministic collation or citext would
+      // hash 'abc' and 'ABC' alike.
+      return `hashtextextended((${value})::text COLLATE "C", ${s})`;
     case 'bool':
       return `hashint4extended(${value}::int4, ${s})`;
     case 'timestamptz':
@@ -101,12 +85,12 @@ export function hashExpression(value: string, cls: TypeClass, seed: number): str
       return `timestamp_hash_extended(${value}, ${s})`;
     case 'date':
       return `timestamp_hash_extended(${value}::timestamp, ${s})`;
-    case 'json':
-      return `jsonb_hash_extended(${value}::jsonb, ${s})`;
     case 'bytea':
       return `hashtextextended(encode(${value}, 'hex'), ${s})`;
     default:
-      return `hashtextextended(${value}::text, ${s})`;
+      // numeric (scale counts), float (-0, NaN), json (bytes) and every other type: the hash of
+      // the text output, which with the pinned settings says the value's content exactly.
+      return `hashtextextended((${value})::text COLLATE "C", ${s})`;
   }
 }
 
@@ -124,29 +108,6 @@ export function combinedHash(
         `COALESCE(${hashExpression(value, cls, seedBase + i)}, ${-(seedBase + i + 1)})`,
     )
     .join(' # ');
-}
-
-// Era suffixes keep BC dates apart; explicit formats ignore DateStyle; UTC ignores TimeZone.
-const TIMESTAMPTZ_TEXT = `'YYYY-MM-DD HH24:MI:SS.US"+00" BC'`;
-const TIMESTAMP_TEXT = `'YYYY-MM-DD HH24:MI:SS.US BC'`;
-const DATE_TEXT = `'YYYY-MM-DD BC'`;
-
-/**
- * The source-side expression whose text form the target's COPY reads back exactly: date and time
- * types in explicit formats (to_char yields NULL for infinity, so the plain text stands in), the
- * rest as they are (their own text output).
- */
-export function transferText(value: string, cls: TypeClass): string {
-  switch (cls) {
-    case 'timestamptz':
-      return `COALESCE(to_char(${value} AT TIME ZONE 'UTC', ${TIMESTAMPTZ_TEXT}), ${value}::text)`;
-    case 'timestamp':
-      return `COALESCE(to_char(${value}, ${TIMESTAMP_TEXT}), ${value}::text)`;
-    case 'date':
-      return `COALESCE(to_char(${value}, ${DATE_TEXT}), ${value}::text)`;
-    default:
-      return value;
-  }
 }
 
 /** `"column"` qualified by a relation alias. */

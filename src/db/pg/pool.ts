@@ -13,6 +13,10 @@ export interface PgQueryConfig {
   readonly text: string;
   readonly values?: unknown[];
   readonly types?: PgTypeParsers;
+  /** `array`: rows as arrays of values, in column order. */
+  readonly rowMode?: 'array';
+  /** `extended`: parse, bind and execute, even without parameters (one statement only). */
+  readonly queryMode?: 'extended';
 }
 
 /** What a query resolves to. */

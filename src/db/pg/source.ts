@@ -1,10 +1,24 @@
+import { parse as parseArrayLiteral } from 'postgres-array';
+import { keyOrders } from '../../diff/merge.js';
 import type { AnyEntity } from '../../entity/types.js';
 import { DatabaseError } from '../../errors.js';
-import type { Scope, SourceSnapshot, StoredRow } from '../types.js';
+import { textHash } from '../text-hash.js';
+import type { ReadRequest, Scope, SourceDatabase, SourceSnapshot, TextRow } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
+import { cursorRows, FETCH_ROWS } from './cursor.js';
+import { emulatedRows, orderedKeyHashes } from './emulated.js';
 import { databaseError, sourceError } from './errors.js';
 import { toParameter } from './params.js';
 import { onConnectionLost, type PgClient, type PgPool } from './pool.js';
+import {
+  fingerprintsStatement,
+  nullKeyRowsStatement,
+  type ReadShape,
+  rowsStatement,
+  sourceSelect,
+  sourceShape,
+} from './reads.js';
+import { PIN_SOURCE } from './settings.js';
 import {
   BEGIN_SNAPSHOT,
   COMMIT,
@@ -16,32 +30,24 @@ import {
   selectStatement,
   setLocal,
 } from './sql.js';
-import { typeParsersFor } from './type-parsers.js';
-
-/** A source snapshot on a pg-compatible pool, with what its engine can do. */
-export interface PgSourceSnapshot extends SourceSnapshot {
-  readonly capabilities: Capabilities;
-  /** The snapshot's connection, for statements of the set-based path. */
-  readonly client: PgClient;
-  /**
-   * Runs `work` inside a savepoint: a failure rolls back to it, so the snapshot stays usable
-   * for the next entity. Errors are wrapped as `DatabaseError`s naming the entity.
-   */
-  attempt<T>(entity: AnyEntity, action: string, work: (client: PgClient) => Promise<T>): Promise<T>;
-}
+import { fingerprintsOf } from './sync-database.js';
 
 const READ_SAVEPOINT = 'meter_sync_read';
 
 /**
- * Opens one `REPEATABLE READ READ ONLY` transaction on the source: every read of the run sees the
- * same snapshot, and PostgreSQL itself refuses any write. Only SELECT, SAVEPOINT and transaction
- * control statements are sent, so a role with SELECT privilege is enough. A failed read is rolled
- * back to a savepoint so the next entity can still read.
+ * The source side of runs on a pg-compatible pool: each run opens one `REPEATABLE READ READ
+ * ONLY` transaction, so every read of the run sees the same snapshot and PostgreSQL itself
+ * refuses any write. Only SELECT, DECLARE/FETCH/CLOSE of cursors over SELECTs, SAVEPOINT and
+ * transaction control are sent, each one statement, so a role with SELECT privilege is enough.
  */
-export async function openSourceSnapshot(
+export function createPgSource(pool: PgPool): SourceDatabase {
+  return { open: (options) => openSourceSnapshot(pool, options) };
+}
+
+async function openSourceSnapshot(
   pool: PgPool,
   options: { readonly statementTimeoutMs?: number | undefined } = {},
-): Promise<PgSourceSnapshot> {
+): Promise<SourceSnapshot> {
   let capabilities: Capabilities;
   let client: PgClient;
   try {
@@ -54,10 +60,13 @@ export async function openSourceSnapshot(
   const stopListening = onConnectionLost(client, (error) => {
     connectionError ??= error;
   });
+  const real = capabilities.engine === 'postgresql';
   try {
     await client.query({ text: BEGIN_SNAPSHOT });
-    if (options.statementTimeoutMs !== undefined && capabilities.engine === 'postgresql') {
-      await client.query(setLocal('statement_timeout', options.statementTimeoutMs));
+    if (real) {
+      await client.query(PIN_SOURCE);
+      if (options.statementTimeoutMs !== undefined)
+        await client.query(setLocal('statement_timeout', options.statementTimeoutMs));
     }
   } catch (error) {
     stopListening();
@@ -78,14 +87,9 @@ export async function openSourceSnapshot(
     }
   };
 
-  const attempt = async <T>(
-    entity: AnyEntity,
-    action: string,
-    work: (client: PgClient) => Promise<T>,
-  ) => {
-    if (closed) {
+  const usable = (entity: AnyEntity, action: string) => {
+    if (closed)
       throw databaseError(new Error('the source snapshot is closed'), entity.name, action);
-    }
     if (lostWhile !== undefined) {
       // A new connection would be a new snapshot: the run's reads could no longer agree.
       throw new DatabaseError(
@@ -93,30 +97,154 @@ export async function openSourceSnapshot(
         { entity: entity.name, cause: connectionError },
       );
     }
+  };
+
+  /** A failed read rolls back to the savepoint, so the snapshot serves the next entity. */
+  const failed = async (entity: AnyEntity, action: string, error: unknown) => {
+    if (capabilities.transactional && connectionError === undefined)
+      await guarded(rollbackToSavepoint(READ_SAVEPOINT)).catch(() => undefined);
+    if (connectionError !== undefined) lostWhile ??= entity.name;
+    return sourceError(error, entity, action);
+  };
+
+  const attempt = async <T>(entity: AnyEntity, action: string, work: () => Promise<T>) => {
+    usable(entity, action);
     if (capabilities.transactional) await guarded(savepoint(READ_SAVEPOINT));
     try {
-      const result = await work(client);
+      const result = await work();
       if (capabilities.transactional) await guarded(releaseSavepoint(READ_SAVEPOINT));
       return result;
     } catch (error) {
-      if (capabilities.transactional && connectionError === undefined) {
-        await guarded(rollbackToSavepoint(READ_SAVEPOINT)).catch(() => undefined);
-      }
-      if (connectionError !== undefined) lostWhile ??= entity.name;
-      throw sourceError(error, entity, action);
+      throw await failed(entity, action, error);
     }
   };
 
-  return {
-    capabilities,
-    client,
-    attempt,
+  // Read one statement at a time, and statements the user's query is part of over the
+  // extended protocol, which refuses more than one statement.
+  const select = (statement: Statement) =>
+    client.query({ ...statement, queryMode: 'extended', rowMode: 'array' });
 
-    read(entity: AnyEntity, scope: Scope): Promise<StoredRow[]> {
-      const statement = sourceStatement(entity, scope);
-      return attempt(entity, 'reading the source', async () => {
-        const result = await client.query({ ...statement, ...typeParsersFor(capabilities) });
-        return result.rows as StoredRow[];
+  /** How the source's columns are read as the target's types. */
+  const shapes = new Map<string, Promise<ReadShape>>();
+  const shapeOf = (entity: AnyEntity, request: ReadRequest): Promise<ReadShape> => {
+    const cacheKey = `${entity.name}\u0000${JSON.stringify([...request.columns.values()].map((c) => c.type))}`;
+    let shape = shapes.get(cacheKey);
+    if (!shape) {
+      shape = describeSource(entity, request).then(({ types, castable }) =>
+        sourceShape(entity, request.columns, request.scope, types, castable),
+      );
+      shapes.set(cacheKey, shape);
+    }
+    return shape;
+  };
+
+  const describeSource = async (entity: AnyEntity, request: ReadRequest) => {
+    const probe = await client.query({
+      text: `SELECT * FROM (${sourceSelect(entity)}) AS probe LIMIT 0`,
+      values: entity.tenantColumn === undefined ? [] : [tenantValue(request)],
+      queryMode: 'extended',
+    });
+    const fields = probe.fields ?? [];
+    const oids = fields.map((field) => field.dataTypeID);
+    const targets = [...new Set([...request.columns.values()].map((column) => column.type))];
+    const described = await client.query({
+      text: `SELECT (SELECT array_agg(format_type(o, NULL) ORDER BY i) FROM unnest($1::oid[]) WITH ORDINALITY AS x(o, i)) AS source_types,
+  (SELECT array_agg(t) FROM unnest($2::text[]) AS t WHERE to_regtype(t) IS NOT NULL) AS castable`,
+      values: [oids, targets],
+    });
+    const row = described.rows[0] ?? {};
+    const sourceTypes = parseTextArray(row.source_types);
+    const types = new Map(fields.map((field, i) => [field.name, sourceTypes[i] ?? '']));
+    return { types, castable: new Set(parseTextArray(row.castable)) };
+  };
+
+  const emulatedRead = async (entity: AnyEntity, request: ReadRequest) => {
+    const statement = sourceStatement(entity, request.scope);
+    const result = await client.query(statement);
+    return emulatedRows(result.rows, entity.columnNames, request.columns);
+  };
+
+  const keyIndexes = (entity: AnyEntity) =>
+    entity.key.map((column) => entity.columnNames.indexOf(column));
+
+  return {
+    features: {
+      sqlHash: real && (capabilities.serverVersion ?? 0) >= 110000,
+      rollback: capabilities.transactional,
+    },
+
+    fingerprints(entity, request) {
+      return attempt(entity, 'summarising source buckets', async () => {
+        const shape = await shapeOf(entity, request);
+        const statement = fingerprintsStatement(
+          shape,
+          request.buckets?.count ?? 1,
+          (capabilities.serverVersion ?? 0) >= 140000,
+        );
+        const result = await client.query({ ...statement, queryMode: 'extended' });
+        return fingerprintsOf(result.rows[0]);
+      });
+    },
+
+    async *rows(entity, request) {
+      const action = 'reading the source';
+      usable(entity, action);
+      if (!real) {
+        const texts = await attempt(entity, action, () => emulatedRead(entity, request));
+        const ordered = orderedKeyHashes(
+          texts,
+          keyIndexes(entity),
+          keyOrders(entity, request.columns),
+          (key, hash, values) => ({ key, hash, values }),
+        );
+        for (let i = 0; i < ordered.length; i += FETCH_ROWS) yield ordered.slice(i, i + FETCH_ROWS);
+        return;
+      }
+      if (capabilities.transactional) await guarded(savepoint(READ_SAVEPOINT));
+      let done = false;
+      try {
+        const shape = await shapeOf(entity, request);
+        const statement = rowsStatement(shape, {
+          hash: request.hash,
+          values: true,
+          buckets: request.buckets,
+        });
+        const width = entity.key.length;
+        const offset = request.hash === 'sql' ? width + 1 : width;
+        for await (const batch of cursorRows(client, statement)) {
+          yield batch.map((row) => {
+            const values = row.slice(offset) as TextRow;
+            return {
+              key: row.slice(0, width) as string[],
+              hash: request.hash === 'sql' ? String(row[width]) : textHash(values),
+              values,
+            };
+          });
+        }
+        done = true;
+        if (capabilities.transactional) await guarded(releaseSavepoint(READ_SAVEPOINT));
+      } catch (error) {
+        done = true;
+        throw await failed(entity, action, error);
+      } finally {
+        // The consumer stopped early: the savepoint goes with whatever the cursor left.
+        if (!done && capabilities.transactional && connectionError === undefined)
+          await guarded(rollbackToSavepoint(READ_SAVEPOINT)).catch(() => undefined);
+      }
+    },
+
+    nullKeyRows(entity, request, limit) {
+      return attempt(entity, 'reading source rows with a NULL key', async () => {
+        if (!real) {
+          const texts = await emulatedRead(entity, request);
+          return texts
+            .filter((row) => keyIndexes(entity).some((index) => row[index] === null))
+            .slice(0, limit);
+        }
+        const result = await select(nullKeyRowsStatement(await shapeOf(entity, request), limit));
+        return result.rows.map((row: unknown) =>
+          Array.isArray(row) ? row : Object.values(row as Record<string, unknown>),
+        ) as TextRow[];
       });
     },
 
@@ -131,6 +259,18 @@ export async function openSourceSnapshot(
       client.release(connectionError);
     },
   };
+}
+
+function tenantValue(request: ReadRequest): unknown {
+  const tenant = request.scope.tenantId;
+  return typeof tenant === 'bigint' ? tenant.toString() : tenant;
+}
+
+/** A text[] as node-postgres or another driver returns it: an array, or its literal. */
+function parseTextArray(value: unknown): string[] {
+  if (Array.isArray(value)) return value.map(String);
+  if (typeof value === 'string') return parseArrayLiteral(value);
+  return [];
 }
 
 /** The SELECT that reads an entity on the source, with target column names. */

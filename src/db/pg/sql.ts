@@ -333,3 +333,87 @@ export const ROLLBACK = 'ROLLBACK';
 export const savepoint = (name: string) => `SAVEPOINT ${quoteIdent(name)}`;
 export const releaseSavepoint = (name: string) => `RELEASE SAVEPOINT ${quoteIdent(name)}`;
 export const rollbackToSavepoint = (name: string) => `ROLLBACK TO SAVEPOINT ${quoteIdent(name)}`;
+
+/** A column with the type a value is cast to, as `format_type` prints it. */
+export interface TypedColumn {
+  readonly name: string;
+  readonly type: string;
+}
+
+/** `SELECT CAST(v.c0 AS t0), … FROM unnest($1::text[], …) AS v(c0, …)`: text rows as typed rows. */
+function typedRows(
+  params: Parameters,
+  columns: readonly TypedColumn[],
+  rows: readonly unknown[][],
+) {
+  const aliases = columns.map((_, i) => quoteIdent(`c${i}`));
+  const arrays = columns.map((_, i) => `${params.add(rows.map((row) => row[i] ?? null))}::text[]`);
+  const casts = columns.map((column, i) => `CAST("v".${aliases[i]} AS ${column.type})`);
+  return `SELECT ${casts.join(', ')} FROM unnest(${arrays.join(', ')}) AS "v"(${aliases.join(', ')})`;
+}
+
+/** A value's text for comparing by content: its text output, compared byte by byte. */
+const content = (alias: string, column: string) =>
+  `(${alias}.${quoteIdent(column)})::text COLLATE "C"`;
+
+/**
+ * PostgreSQL: upserts text rows, cast to the columns' types, in batches. An existing row is
+ * updated only where a value differs by content (never by the type's looser equality), and
+ * only when it belongs to the row's tenant. Returns whether each written row was inserted, and
+ * its key as text.
+ */
+export function writeTextRows(
+  table: TableName,
+  columns: readonly TypedColumn[],
+  keyColumns: readonly string[],
+  rows: readonly (readonly unknown[])[],
+  tenantColumn: string | undefined,
+): Statement[] {
+  const names = columns.map((column) => column.name);
+  const updatable = names.filter((name) => !keyColumns.includes(name));
+  let conflict = 'DO NOTHING';
+  if (updatable.length > 0) {
+    const set = updatable.map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ');
+    const differs = `ROW(${updatable.map((c) => content('"t"', c)).join(', ')}) IS DISTINCT FROM ROW(${updatable
+      .map((c) => content('EXCLUDED', c))
+      .join(', ')})`;
+    const tenant =
+      tenantColumn === undefined
+        ? ''
+        : ` AND "t".${quoteIdent(tenantColumn)} = EXCLUDED.${quoteIdent(tenantColumn)}`;
+    conflict = `DO UPDATE SET ${set} WHERE ${differs}${tenant}`;
+  }
+  const returning = [
+    '(xmax = 0) AS inserted',
+    ...keyColumns.map((c, i) => `("t".${quoteIdent(c)})::text AS ${quoteIdent(`k${i}`)}`),
+  ];
+  return chunks(rows as unknown[][], ARRAY_BATCH).map((batch) => {
+    const params = new Parameters();
+    return {
+      text: `INSERT INTO ${quoteTable(table)} AS "t" (${list(names)}) ${typedRows(params, columns, batch)}
+ON CONFLICT (${list(keyColumns)}) ${conflict} RETURNING ${returning.join(', ')}`,
+      values: params.values,
+    };
+  });
+}
+
+/**
+ * PostgreSQL: rows whose `columns` hold one of `keys` (matched by the columns' own equality, as
+ * a unique index matches), with `outputs` as text.
+ */
+export function selectByKeyArrays(
+  table: TableName,
+  columns: readonly TypedColumn[],
+  keys: readonly (readonly unknown[])[],
+  outputs: readonly string[],
+): Statement[] {
+  return chunks(keys as unknown[][], ARRAY_BATCH).map((batch) => {
+    const params = new Parameters();
+    const match = `(${columns.map((c) => `"t".${quoteIdent(c.name)}`).join(', ')}) IN (${typedRows(params, columns, batch)})`;
+    return {
+      // Named c0, c1, …: rows read as objects keep every output, in order.
+      text: `SELECT ${outputs.map((output, i) => `${output} AS ${quoteIdent(`c${i}`)}`).join(', ')} FROM ${quoteTable(table)} AS "t" WHERE ${match}`,
+      values: params.values,
+    };
+  });
+}

@@ -1,18 +1,27 @@
-import { parseRow } from '../../diff/rows.js';
-import type { AnyEntity, KeyOf, RowOf } from '../../entity/types.js';
-import { DatabaseError, MeterSyncError, sqlState } from '../../errors.js';
+import { keyOrders } from '../../diff/merge.js';
+import { rowParser } from '../../diff/parse-row.js';
+import type { AnyEntity, RowOf } from '../../entity/types.js';
+import { DatabaseError, DataError, MeterSyncError, SchemaError, sqlState } from '../../errors.js';
+import { textHash } from '../text-hash.js';
 import type {
   ColumnInfo,
+  Fingerprints,
   Scope,
   StoredRow,
   SyncDatabase,
   TableDescription,
+  TextKey,
+  TextRow,
   TransactionOptions,
 } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
+import { cursorRows, FETCH_ROWS } from './cursor.js';
+import { emulatedRows, orderedKeyHashes } from './emulated.js';
 import { databaseError } from './errors.js';
 import { toParameter } from './params.js';
 import { onConnectionLost, type PgClient, type PgPool } from './pool.js';
+import { fingerprintsStatement, rowsStatement, targetShape } from './reads.js';
+import { PIN_TARGET } from './settings.js';
 import {
   BEGIN,
   COMMIT,
@@ -20,22 +29,21 @@ import {
   deleteStatements,
   describeFromCatalog,
   describeFromInformationSchema,
-  keysOutsideTenantByArrays,
-  keysOutsideTenantStatements,
+  quoteIdent,
   quoteTable,
   ROLLBACK,
   RUN_LOCK,
   type Statement,
+  selectByKeyArrays,
   selectStatement,
   setLocal,
   type TenantFilter,
-  type TypedKey,
+  type TypedColumn,
   updateByKeyArrays,
   updateStatements,
   upsertStatements,
+  writeTextRows,
 } from './sql.js';
-import { typeParsersFor } from './type-parsers.js';
-
 /** A `SyncDatabase` on a pg-compatible pool, with what only PostgreSQL sessions can do. */
 export interface PgSyncDatabase extends SyncDatabase {
   /** What the engine can do (detected on first use). */
@@ -160,8 +168,10 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
   const run = <T>(work: (client: PgClient) => Promise<T>): Promise<T> =>
     connection.client ? work(connection.client) : withClient(pool, work);
 
-  const execute = async (client: PgClient, statement: Statement) =>
-    client.query({ ...statement, ...typeParsersFor(await capabilities()) });
+  const brokenBy = (error: unknown) => {
+    if (connection.session && sqlState(error) === undefined)
+      connection.session.broken ??= asError(error);
+  };
 
   /** Runs statements in order, wrapping a failure with the entity and the action. */
   const executeAll = (
@@ -171,38 +181,43 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
   ) =>
     run(async (client) => {
       const rows: StoredRow[] = [];
+      const arrays: unknown[][] = [];
       let count = 0;
       for (const statement of statements) {
         try {
-          const result = await execute(client, statement);
+          const result = await client.query(statement);
           count += result.rowCount ?? 0;
           rows.push(...(result.rows as StoredRow[]));
         } catch (error) {
-          if (connection.session && sqlState(error) === undefined)
-            connection.session.broken ??= asError(error);
+          brokenBy(error);
           throw databaseError(error, entity?.name, action);
         }
       }
-      return { count, rows };
+      for (const row of rows) arrays.push(Object.values(row));
+      return { count, rows, arrays };
     });
+
+  const emulated = async () => (await capabilities()).engine !== 'postgresql';
 
   const tenantFilter = (entity: AnyEntity, scope: Scope | undefined): TenantFilter | undefined =>
     entity.tenantColumn !== undefined && scope?.tenantId !== undefined
       ? { column: entity.tenantColumn, value: toParameter(scope.tenantId, 'scalar') }
       : undefined;
 
-  const keyValues = (entity: AnyEntity, keys: readonly Record<string, unknown>[]) =>
-    keys.map((key) => entity.key.map((column) => toParameter(key[column], 'scalar')));
-
-  /** On PostgreSQL, the key's column types, so keys can travel as one array per column. */
-  const typedKey = async (entity: AnyEntity): Promise<TypedKey | undefined> => {
-    if ((await capabilities()).engine !== 'postgresql') return undefined;
+  const described = async (entity: AnyEntity): Promise<TableDescription> => {
     const description = await db.describe(entity);
-    const types = entity.key.map((column) => description?.get(column)?.type);
-    return types.every((type): type is string => type !== undefined)
-      ? { columns: entity.key, types }
-      : undefined;
+    if (!description)
+      throw new SchemaError(
+        `${entity.name}: target table ${quoteTable(entity.table)} does not exist`,
+        {
+          entity: entity.name,
+        },
+      );
+    return description;
   };
+
+  const typed = (description: TableDescription, columns: readonly string[]): TypedColumn[] =>
+    columns.map((name) => ({ name, type: description.get(name)?.type ?? 'text' }));
 
   const describeTable = async (entity: AnyEntity): Promise<TableDescription | undefined> => {
     const caps = await capabilities();
@@ -229,9 +244,30 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     );
   };
 
+  /** pg-mem: every row in scope as text, read whole (it holds little). */
+  const emulatedScan = async (entity: AnyEntity, scope: Scope, description: TableDescription) => {
+    const statement = selectStatement(
+      entity.table,
+      entity.columnNames.map((name: string) => ({ name })),
+      tenantFilter(entity, scope),
+    );
+    const { rows } = await executeAll(entity, `reading table ${quoteTable(entity.table)}`, [
+      statement,
+    ]);
+    return emulatedRows(rows, entity.columnNames, description);
+  };
+
   const db: PgSyncDatabase = {
     capabilities,
     connection: () => connection.client,
+
+    async features() {
+      const caps = await capabilities();
+      return {
+        sqlHash: caps.engine === 'postgresql' && (caps.serverVersion ?? 0) >= 110000,
+        rollback: caps.transactional,
+      };
+    },
 
     async transaction<T>(
       work: (db: PgSyncDatabase) => Promise<T>,
@@ -250,6 +286,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
         let result: T;
         try {
           if (caps.engine === 'postgresql') {
+            await client.query(PIN_TARGET);
             for (const statement of timeoutSettings(options)) await client.query(statement);
           }
           result = await work(inner);
@@ -289,7 +326,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     async lock(wait: boolean) {
       if (!connection.client)
         throw new Error('lock() needs a session: call it inside db.session()');
-      if ((await capabilities()).engine !== 'postgresql') return true;
+      if (await emulated()) return true;
       const { rows } = await executeAll(undefined, 'taking the sync lock', [
         RUN_LOCK[wait ? 'wait' : 'try'],
       ]);
@@ -297,95 +334,311 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     },
 
     async unlock() {
-      if (!connection.client || (await capabilities()).engine !== 'postgresql') return;
+      if (!connection.client || (await emulated())) return;
       await executeAll(undefined, 'releasing the sync lock', [RUN_LOCK.release]);
-    },
-
-    async scan(entity, options = {}) {
-      const columns = options.columns ?? entity.columnNames;
-      const statement = selectStatement(
-        entity.table,
-        columns.map((name) => ({ name })),
-        tenantFilter(entity, options.scope),
-      );
-      return (await executeAll(entity, `reading table ${quoteTable(entity.table)}`, [statement]))
-        .rows;
-    },
-
-    async query<E extends AnyEntity>(entity: E, scope?: Scope): Promise<RowOf<E>[]> {
-      const rows = await db.scan(entity, { scope: scope ?? {} });
-      return rows.map((row) => parseRow(entity, row, 'stored'));
     },
 
     describe(entity) {
       const cacheKey = quoteTable(entity.table);
       const cached = descriptions?.get(cacheKey);
       if (cached) return cached;
-      const described = describeTable(entity);
-      descriptions?.set(cacheKey, described);
-      return described;
+      const description = describeTable(entity);
+      descriptions?.set(cacheKey, description);
+      return description;
     },
 
-    async upsert(entity, rows, scope) {
-      if (rows.length === 0) return 0;
-      const kinds = await columnKinds(db, entity);
-      const columns = entity.columnNames;
-      const values = rows.map((row) =>
-        columns.map((column: string) => toParameter(row[column], kinds.get(column))),
+    async query<E extends AnyEntity>(entity: E, scope: Scope = {}): Promise<RowOf<E>[]> {
+      const description = await described(entity);
+      let texts: TextRow[];
+      if (await emulated()) texts = await emulatedScan(entity, scope, description);
+      else {
+        const statement = rowsStatement(targetShape(entity, description, scope), {
+          hash: 'text',
+          values: true,
+        });
+        const { arrays } = await executeAll(entity, `reading table ${quoteTable(entity.table)}`, [
+          statement,
+        ]);
+        texts = arrays.map((row) => row.slice(entity.key.length) as TextRow);
+      }
+      const parser = rowParser(entity, description, undefined, 'stored');
+      return texts.map((values) => {
+        const parsed = parser.parse(values);
+        if (parsed instanceof DataError) throw parsed;
+        return parsed.row as RowOf<E>;
+      });
+    },
+
+    async estimateRows(entity, scope) {
+      const description = await described(entity);
+      if (await emulated()) return (await emulatedScan(entity, scope, description)).length;
+      const shape = targetShape(entity, description, scope);
+      const where = shape.where.length > 0 ? ` WHERE ${shape.where.join(' AND ')}` : '';
+      // Whether there is a row at all, then the planner's estimate: no count of a million rows.
+      const statements: Statement[] = [
+        {
+          text: `SELECT EXISTS (SELECT 1 FROM ${shape.from}${where}) AS any`,
+          values: [...shape.params],
+        },
+        {
+          text: `EXPLAIN (FORMAT JSON) SELECT 1 FROM ${shape.from}${where}`,
+          values: [...shape.params],
+        },
+      ];
+      const { rows } = await executeAll(entity, 'estimating target rows', statements);
+      if (rows[0]?.any !== true) return 0;
+      const plan = rows[1]?.['QUERY PLAN'];
+      const parsed = (typeof plan === 'string' ? JSON.parse(plan) : plan) as
+        | { Plan?: { 'Plan Rows'?: number } }[]
+        | undefined;
+      return Math.max(1, Number(parsed?.[0]?.Plan?.['Plan Rows'] ?? 1));
+    },
+
+    async fingerprints(entity, request) {
+      const caps = await capabilities();
+      const shape = targetShape(entity, request.columns, request.scope);
+      const statement = fingerprintsStatement(
+        shape,
+        request.buckets?.count ?? 1,
+        (caps.serverVersion ?? 0) >= 140000,
       );
-      const statements = upsertStatements(
+      const { rows } = await executeAll(entity, 'summarising target buckets', [statement]);
+      return fingerprintsOf(rows[0]);
+    },
+
+    async *keyHashes(entity, request) {
+      const width = entity.key.length;
+      if (await emulated()) {
+        const texts = await emulatedScan(entity, request.scope, request.columns);
+        const keyIndexes = entity.key.map((column) => entity.columnNames.indexOf(column));
+        const ordered = orderedKeyHashes(
+          texts,
+          keyIndexes,
+          keyOrders(entity, request.columns),
+          (key, hash) => ({ key, hash }),
+        );
+        for (let i = 0; i < ordered.length; i += FETCH_ROWS) yield ordered.slice(i, i + FETCH_ROWS);
+        return;
+      }
+      const client = connection.client;
+      if (!client) throw new Error('keyHashes() needs a transaction');
+      const statement = rowsStatement(targetShape(entity, request.columns, request.scope), {
+        hash: request.hash,
+        values: request.hash === 'text',
+        buckets: request.buckets,
+      });
+      try {
+        for await (const batch of cursorRows(client, statement)) {
+          yield batch.map((row) => ({
+            key: row.slice(0, width) as string[],
+            hash:
+              request.hash === 'sql' ? String(row[width]) : textHash(row.slice(width) as TextRow),
+          }));
+        }
+      } catch (error) {
+        brokenBy(error);
+        throw databaseError(error, entity.name, 'reading target row hashes');
+      }
+    },
+
+    async existingKeys(entity, keys) {
+      if (keys.length === 0) return [];
+      const description = await described(entity);
+      if (await emulated()) {
+        const all = await emulatedScan(entity, {}, description);
+        return matching(entity, all, keys).map((row) => keyTexts(entity, row));
+      }
+      const outputs = entity.key.map((c) => `("t".${quoteIdent(c)})::text`);
+      const statements = selectByKeyArrays(
         entity.table,
-        columns,
-        entity.key,
-        values,
-        tenantFilter(entity, scope),
+        typed(description, entity.key),
+        keys,
+        outputs,
       );
-      return (await executeAll(entity, `writing ${rows.length} rows`, statements)).count;
+      return (await executeAll(entity, 'looking up keys', statements)).arrays as string[][];
     },
 
-    async deleteByKey(entity, keys, scope) {
-      if (keys.length === 0) return 0;
-      const key = await typedKey(entity);
-      const values = keyValues(entity, keys);
+    async keysOutsideScope(entity, keys, scope) {
       const tenant = tenantFilter(entity, scope);
-      const statements = key
-        ? deleteByKeyArrays(entity.table, key, values, tenant)
-        : deleteStatements(entity.table, entity.key, values, tenant);
+      if (keys.length === 0 || !tenant) return [];
+      const description = await described(entity);
+      if (await emulated()) {
+        const all = await emulatedScan(entity, {}, description);
+        const tenantIndex = entity.columnNames.indexOf(tenant.column);
+        const wanted = String(tenant.value);
+        return matching(entity, all, keys)
+          .filter((row) => row[tenantIndex] !== wanted)
+          .map((row) => keyTexts(entity, row));
+      }
+      const outputs = [
+        ...entity.key.map((c) => `("t".${quoteIdent(c)})::text`),
+        `("t".${quoteIdent(tenant.column)} IS DISTINCT FROM CAST($${entity.key.length + 1} AS ${description.get(tenant.column)?.type ?? 'text'}))`,
+      ];
+      // The tenant is one more parameter after the key arrays.
+      const statements = selectByKeyArrays(
+        entity.table,
+        typed(description, entity.key),
+        keys,
+        outputs,
+      ).map((statement) => ({ ...statement, values: [...statement.values, tenant.value] }));
+      const { arrays } = await executeAll(
+        entity,
+        'checking keys held by other tenants',
+        statements,
+      );
+      return arrays
+        .filter((row) => row[entity.key.length] === true)
+        .map((row) => row.slice(0, entity.key.length) as string[]);
+    },
+
+    async referencing(child, columns, parentKeys, scope) {
+      if (parentKeys.length === 0) return [];
+      const description = await described(child);
+      const tenant = tenantFilter(child, scope);
+      if (await emulated()) {
+        const all = await emulatedScan(child, {}, description);
+        const positions = columns.map((column) => child.columnNames.indexOf(column));
+        const wanted = new Set(parentKeys.map((key) => JSON.stringify(key)));
+        const tenantIndex = tenant ? child.columnNames.indexOf(tenant.column) : -1;
+        return all
+          .filter((row) => wanted.has(JSON.stringify(positions.map((p) => row[p]))))
+          .map((row) => ({
+            key: keyTexts(child, row),
+            parentKey: positions.map((p) => row[p] as string),
+            inScope: tenantIndex < 0 || row[tenantIndex] === String(tenant?.value),
+          }));
+      }
+      const outputs = [
+        ...child.key.map((c) => `("t".${quoteIdent(c)})::text`),
+        ...columns.map((c) => `("t".${quoteIdent(c)})::text`),
+        tenant
+          ? `("t".${quoteIdent(tenant.column)} IS NOT DISTINCT FROM CAST($${columns.length + 1} AS ${description.get(tenant.column)?.type ?? 'text'}))`
+          : 'true',
+      ];
+      const statements = selectByKeyArrays(
+        child.table,
+        typed(description, columns),
+        parentKeys,
+        outputs,
+      ).map((statement) =>
+        tenant ? { ...statement, values: [...statement.values, tenant.value] } : statement,
+      );
+      const { arrays } = await executeAll(
+        child,
+        'finding rows that reference deleted rows',
+        statements,
+      );
+      const width = child.key.length;
+      return arrays.map((row) => ({
+        key: row.slice(0, width) as string[],
+        parentKey: row.slice(width, width + columns.length) as string[],
+        inScope: row[width + columns.length] === true,
+      }));
+    },
+
+    async write(entity, rows, scope) {
+      if (rows.length === 0) return { inserted: [], updated: [] };
+      const description = await described(entity);
+      const keyIndexes = entity.key.map((column) => entity.columnNames.indexOf(column));
+      if (await emulated()) {
+        const stored = await emulatedScan(entity, {}, description);
+        const byKey = new Map(
+          stored.map((row) => [JSON.stringify(keyIndexes.map((i) => row[i])), row]),
+        );
+        const tenantIndex =
+          entity.tenantColumn === undefined ? -1 : entity.columnNames.indexOf(entity.tenantColumn);
+        const inserted: TextKey[] = [];
+        const updated: TextKey[] = [];
+        const changed: TextRow[] = [];
+        for (const row of rows) {
+          const key = keyIndexes.map((i) => row[i] as string);
+          const existing = byKey.get(JSON.stringify(key));
+          if (!existing) inserted.push(key);
+          else if (tenantIndex >= 0 && existing[tenantIndex] !== row[tenantIndex]) continue;
+          else if (textHash(existing) === textHash(row)) continue;
+          else updated.push(key);
+          changed.push(row);
+        }
+        const statements = upsertStatements(
+          entity.table,
+          entity.columnNames,
+          entity.key,
+          changed as unknown[][],
+          tenantFilter(entity, scope),
+        );
+        await executeAll(entity, `writing ${changed.length} rows`, statements);
+        return { inserted, updated };
+      }
+      const statements = writeTextRows(
+        entity.table,
+        typed(description, entity.columnNames),
+        entity.key,
+        rows,
+        entity.tenantColumn,
+      );
+      const { arrays } = await executeAll(entity, `writing ${rows.length} rows`, statements);
+      const inserted: TextKey[] = [];
+      const updated: TextKey[] = [];
+      for (const row of arrays)
+        (row[0] === true ? inserted : updated).push(row.slice(1) as string[]);
+      return { inserted, updated };
+    },
+
+    async deleteKeys(entity, keys, scope) {
+      if (keys.length === 0) return 0;
+      const description = await described(entity);
+      const tenant = tenantFilter(entity, scope);
+      const statements = (await emulated())
+        ? deleteStatements(entity.table, entity.key, keys as unknown[][], tenant)
+        : deleteByKeyArrays(
+            entity.table,
+            { columns: entity.key, types: typed(description, entity.key).map((c) => c.type) },
+            keys as unknown[][],
+            tenant,
+          );
       return (await executeAll(entity, `deleting ${keys.length} rows`, statements)).count;
     },
 
-    async updateByKey(entity, keys, set, scope) {
+    async setColumns(entity, keys, set, scope) {
       if (keys.length === 0) return 0;
-      const kinds = await columnKinds(db, entity);
-      const assignments = Object.entries(set).map(
-        ([column, value]) => [column, toParameter(value, kinds.get(column))] as const,
-      );
-      const key = await typedKey(entity);
-      const values = keyValues(entity, keys);
+      const description = await described(entity);
       const tenant = tenantFilter(entity, scope);
-      const statements = key
-        ? updateByKeyArrays(entity.table, assignments, key, values, tenant)
-        : updateStatements(entity.table, assignments, entity.key, values, tenant);
+      const assignments = Object.entries(set);
+      const statements = (await emulated())
+        ? updateStatements(entity.table, assignments, entity.key, keys as unknown[][], tenant)
+        : updateByKeyArrays(
+            entity.table,
+            assignments,
+            { columns: entity.key, types: typed(description, entity.key).map((c) => c.type) },
+            keys as unknown[][],
+            tenant,
+          );
       return (await executeAll(entity, `updating ${keys.length} rows`, statements)).count;
-    },
-
-    async keysOutsideScope<E extends AnyEntity>(
-      entity: E,
-      keys: readonly KeyOf<E>[],
-      scope: Scope,
-    ) {
-      const tenant = tenantFilter(entity, scope);
-      if (keys.length === 0 || !tenant) return [];
-      const key = await typedKey(entity);
-      const values = keyValues(entity, keys);
-      const statements = key
-        ? keysOutsideTenantByArrays(entity.table, key, values, tenant)
-        : keysOutsideTenantStatements(entity.table, entity.key, values, tenant);
-      return (await executeAll(entity, 'checking keys held by other tenants', statements))
-        .rows as KeyOf<E>[];
     },
   };
   return db;
+}
+
+/** Bucket fingerprints from the row of `fingerprintsStatement`. */
+export function fingerprintsOf(row: StoredRow | undefined): Fingerprints {
+  return {
+    buckets: Buffer.from(String(row?.fingerprints ?? ''), 'hex'),
+    rows: Number(row?.rows ?? 0),
+    nullKeys: Number(row?.null_keys ?? 0),
+  };
+}
+
+function keyTexts(entity: AnyEntity, row: TextRow): string[] {
+  return entity.key.map((column) => row[entity.columnNames.indexOf(column)] as string);
+}
+
+function matching(
+  entity: AnyEntity,
+  rows: readonly TextRow[],
+  keys: readonly TextKey[],
+): TextRow[] {
+  const wanted = new Set(keys.map((key) => JSON.stringify(key)));
+  return rows.filter((row) => wanted.has(JSON.stringify(keyTexts(entity, row))));
 }
 
 function timeoutSettings(options: TransactionOptions): Statement[] {
@@ -406,12 +659,4 @@ function columnKind(row: StoredRow): ColumnInfo['kind'] {
   if (typeName === 'json' || typeName === 'jsonb') return 'json';
   if (row.category === 'A' || type === 'array' || type.endsWith('[]')) return 'array';
   return 'scalar';
-}
-
-async function columnKinds(
-  db: SyncDatabase,
-  entity: AnyEntity,
-): Promise<ReadonlyMap<string, ColumnInfo['kind']>> {
-  const description = await db.describe(entity);
-  return new Map([...(description?.values() ?? [])].map((column) => [column.name, column.kind]));
 }

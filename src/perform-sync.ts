@@ -1,16 +1,16 @@
-import { builtInEntities } from '../builtins/index.js';
-import type { PgPool } from '../db/pg/pool.js';
-import { openSourceSnapshot } from '../db/pg/source.js';
-import { createPgSyncDatabase, type PgSyncDatabase } from '../db/pg/sync-database.js';
-import type { SyncDatabase, TenantId } from '../db/types.js';
-import { createRegistry, type Registry } from '../entity/registry.js';
-import type { AnyEntity } from '../entity/types.js';
-import { ConfigurationError, LockedError } from '../errors.js';
-import { type Logger, silentLogger } from '../logger.js';
-import { RunContext, type RunSettings } from './context.js';
-import type { SyncEventListener } from './events.js';
-import type { EntityResult, SyncResult } from './result.js';
-import { syncEntity } from './sync-entity.js';
+import { builtInEntities } from './builtins/index.js';
+import type { PgPool } from './db/pg/pool.js';
+import { createPgSource } from './db/pg/source.js';
+import { createPgSyncDatabase } from './db/pg/sync-database.js';
+import type { SyncDatabase, TenantId } from './db/types.js';
+import type { RunSettings } from './engine/context.js';
+import type { SyncEventListener } from './engine/events.js';
+import type { SyncResult } from './engine/result.js';
+import { runSync } from './engine/run.js';
+import { createRegistry, type Registry } from './entity/registry.js';
+import type { AnyEntity } from './entity/types.js';
+import { ConfigurationError } from './errors.js';
+import { type Logger, silentLogger } from './logger.js';
 
 /** What `performSync` takes. */
 export interface PerformSyncOptions<E extends AnyEntity = AnyEntity> {
@@ -84,85 +84,14 @@ export async function performSync<E extends AnyEntity = (typeof builtInEntities)
   const target = isSyncDatabase(options.target)
     ? options.target
     : createPgSyncDatabase(options.target);
-  const run = (db: SyncDatabase) => runLocked(options, settings, selected, db);
-  return isPgSyncDatabase(target) ? target.session(run) : run(target);
-}
-
-async function runLocked<E extends AnyEntity>(
-  options: PerformSyncOptions<E>,
-  settings: RunSettings,
-  selected: readonly E[],
-  target: SyncDatabase,
-): Promise<SyncResult<E['name']>> {
-  const { logger, dryRun } = settings;
-  // A dry run writes nothing, so it need not wait for (or fail on) a running sync.
-  const lock = options.lock ?? !dryRun;
-  const locking = lock !== false && isPgSyncDatabase(target);
-  if (locking && !(await target.lock(lock === 'wait'))) {
-    throw new LockedError(
-      'another sync holds the sync lock on the target database; try again when it has finished',
-    );
-  }
-  try {
-    const startedAt = new Date();
-    const source = await openSourceSnapshot(options.source, {
-      statementTimeoutMs: settings.statementTimeoutMs,
-    });
-    const targetEngine = isPgSyncDatabase(target) ? (await target.capabilities()).engine : 'custom';
-    logger.debug?.(
-      {
-        source: source.capabilities.engine,
-        target: targetEngine,
-        tenantId: printable(options.tenantId),
-        dryRun,
-      },
-      'sync started',
-    );
-    const context = new RunContext(settings, source, target);
-    context.emit({
-      type: 'run-start',
-      entities: [...settings.selected],
-      tenantId: options.tenantId,
-      dryRun,
-    });
-    try {
-      for (const entity of selected) await syncEntity(context, entity);
-    } finally {
-      await source.close();
-    }
-
-    const entities = Object.fromEntries(
-      selected.map((entity) => [entity.name, context.tally(entity).toResult()]),
-    ) as Record<E['name'], EntityResult>;
-    const failed = Object.values<EntityResult>(entities).filter(
-      (result) => result.status === 'failed',
-    ).length;
-    const finishedAt = new Date();
-    logger.info(
-      {
-        ok: failed === 0,
-        failed,
-        entities: selected.length,
-        ms: finishedAt.getTime() - startedAt.getTime(),
-        dryRun,
-      },
-      failed === 0
-        ? 'sync finished'
-        : `sync finished with ${failed} failed entit${failed === 1 ? 'y' : 'ies'}`,
-    );
-    const result: SyncResult<E['name']> = {
-      ok: failed === 0,
-      dryRun,
-      tenantId: options.tenantId,
-      startedAt,
-      finishedAt,
-      entities,
-    };
-    context.emit({ type: 'run-end', result });
-    return result;
-  } finally {
-    if (locking) await target.unlock().catch(() => undefined);
-  }
+  return runSync({
+    source: createPgSource(options.source),
+    target,
+    settings,
+    selected,
+    lock: options.lock,
+    tenantId: options.tenantId,
+  });
 }
 
 /**
@@ -206,16 +135,8 @@ function isRegistry<E extends AnyEntity>(value: Registry<E> | readonly E[]): val
   return !Array.isArray(value) && typeof (value as Registry<E>).select === 'function';
 }
 
-function isPgSyncDatabase(value: SyncDatabase): value is PgSyncDatabase {
-  const candidate = value as Partial<PgSyncDatabase>;
-  return typeof candidate.session === 'function' && typeof candidate.lock === 'function';
-}
-
 /** A `SyncDatabase` rather than a pool: it has the engine's write operations. */
 export function isSyncDatabase(value: unknown): value is SyncDatabase {
   const candidate = value as Partial<SyncDatabase> | null;
-  return typeof candidate?.transaction === 'function' && typeof candidate.upsert === 'function';
+  return typeof candidate?.transaction === 'function' && typeof candidate.write === 'function';
 }
-
-const printable = (tenantId: TenantId | undefined) =>
-  typeof tenantId === 'bigint' ? tenantId.toString() : tenantId;

@@ -1,0 +1,44 @@
+import type { PgClient } from './pool.js';
+import { quoteIdent, type Statement } from './sql.js';
+
+/** Rows a FETCH brings: enough to keep round trips few, few enough to bound memory. */
+export const FETCH_ROWS = 10_000;
+
+let cursors = 0;
+
+/**
+ * The rows of a SELECT through a cursor, `FETCH_ROWS` at a time, each row as its values in
+ * order. Between two batches the connection is free for other statements (the run's writes): a
+ * cursor reads the snapshot it was declared in. Needs a transaction. The SELECT is declared with
+ * its parameters over the extended protocol, which takes one statement only.
+ */
+export async function* cursorRows(
+  client: PgClient,
+  statement: Statement,
+): AsyncGenerator<unknown[][]> {
+  const name = quoteIdent(`meter_sync_cursor_${++cursors}`);
+  await client.query({
+    text: `DECLARE ${name} NO SCROLL CURSOR FOR ${statement.text}`,
+    values: statement.values,
+    queryMode: 'extended',
+  });
+  let open = true;
+  try {
+    for (;;) {
+      const result = await client.query({
+        text: `FETCH FORWARD ${FETCH_ROWS} FROM ${name}`,
+        rowMode: 'array',
+      });
+      const rows = result.rows.map((row: unknown) =>
+        Array.isArray(row) ? row : Object.values(row as Record<string, unknown>),
+      );
+      if (rows.length > 0) yield rows;
+      if (rows.length < FETCH_ROWS) break;
+    }
+    open = false;
+    await client.query({ text: `CLOSE ${name}` });
+  } finally {
+    // Left early (the consumer failed or stopped): the cursor goes; a failed transaction drops it anyway.
+    if (open) await client.query({ text: `CLOSE ${name}` }).catch(() => undefined);
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * The statements that read an entity on either side: rows (or keys and hashes) in key order,
+ * bucket fingerprints, rows with a NULL key. Both sides read values of the TARGET's column types
+ * (the source casts to them where its own differ), as text, so equal content gives equal text
+ * and equal hashes on both servers. Identifiers are quoted; values are bound parameters.
+ */
+import { type KeyOrder, keyOrders } from '../../diff/merge.js';
+import type { AnyEntity } from '../../entity/types.js';
+import type { BucketSelection, Scope, TableDescription } from '../types.js';
+import { columnOf, combinedHash, type SqlType, type TypeClass, typeClass } from './column-types.js';
+import { quoteIdent, quoteTable, type Statement } from './sql.js';
+
+/** One column as a read sees it: a typed SQL expression and its hash class. */
+interface ColumnSql {
+  readonly name: string;
+  readonly value: string;
+  readonly cls: TypeClass;
+}
+
+/** How to read one entity on one side. */
+export interface ReadShape {
+  readonly entity: AnyEntity;
+  /** The FROM item, aliased. */
+  readonly from: string;
+  /** Conditions every read applies (the tenant). */
+  readonly where: readonly string[];
+  /** Parameters of `from` and `where`: `$1` is the tenant where the entity is scoped. */
+  readonly params: readonly unknown[];
+  readonly columns: readonly ColumnSql[];
+  readonly key: readonly ColumnSql[];
+  readonly orders: readonly KeyOrder[];
+}
+
+const SOURCE = 'source';
+const TARGET = 't';
+
+/** A column's type from a target description, for hashing. */
+export function targetType(description: TableDescription, column: string): SqlType {
+  const info = description.get(column);
+  return {
+    typeName: info?.typeName ?? 'text',
+    category: info?.category ?? 'S',
+    elementTypeName: info?.elementTypeName,
+    formatted: info?.type ?? 'text',
+  };
+}
+
+function shapeOf(
+  entity: AnyEntity,
+  description: TableDescription,
+  from: string,
+  where: readonly string[],
+  params: readonly unknown[],
+  value: (column: string) => string,
+): ReadShape {
+  const columns = entity.columnNames.map((name: string) => ({
+    name,
+    value: value(name),
+    cls: typeClass(targetType(description, name)),
+  }));
+  const key = entity.key.map(
+    (name) => columns.find((c: ColumnSql) => c.name === name) as ColumnSql,
+  );
+  return { entity, from, where, params, columns, key, orders: keyOrders(entity, description) };
+}
+
+/** The target table's rows in scope. */
+export function targetShape(
+  entity: AnyEntity,
+  description: TableDescription,
+  scope: Scope,
+): ReadShape {
+  const scoped = entity.tenantColumn !== undefined && scope.tenantId !== undefined;
+  return shapeOf(
+    entity,
+    description,
+    `${quoteTable(entity.table)} AS ${quoteIdent(TARGET)}`,
+    scoped ? [`${columnOf(TARGET, entity.tenantColumn as string)} = $1`] : [],
+    scoped ? [tenantParameter(scope)] : [],
+    (column) => columnOf(TARGET, column),
+  );
+}
+
+/**
+ * The source's rows in scope, with target column names, each cast to the target column's type
+ * where the source's type differs and the target's type exists on the source (`castable`).
+ */
+export function sourceShape(
+  entity: AnyEntity,
+  description: TableDescription,
+  scope: Scope,
+  sourceTypes: ReadonlyMap<string, string>,
+  castable: ReadonlySet<string>,
+): ReadShape {
+  const scoped = entity.tenantColumn !== undefined;
+  const value = (column: string) => {
+    const target = description.get(column)?.type;
+    const plain = columnOf(SOURCE, column);
+    return target !== undefined && sourceTypes.get(column) !== target && castable.has(target)
+      ? `CAST(${plain} AS ${target})`
+      : plain;
+  };
+  return shapeOf(
+    entity,
+    description,
+    `(${sourceSelect(entity)}) AS ${quoteIdent(SOURCE)}`,
+    [],
+    scoped ? [tenantParameter(scope)] : [],
+    value,
+  );
+}
+
+function tenantParameter(scope: Scope): unknown {
+  const tenant = scope.tenantId;
+  return typeof tenant === 'bigint' ? tenant.toString() : tenant;
+}
+
+/**
+ * The entity's SELECT on the source, target column names out; `$1` is the tenant. A
+ * `source.query` is wrapped, so only its named columns come out.
+ */
+export function sourceSelect(entity: AnyEntity): string {
+  const source = entity.source;
+  if (source.kind === 'query') {
+    const columns = entity.columnNames.map((c: string) => quoteIdent(c)).join(', ');
+    return `SELECT ${columns} FROM (${source.query}) AS ${quoteIdent('query')}`;
+  }
+  const remote = (column: string) => source.columns[column] ?? column;
+  const select = entity.columnNames
+    .map((column: string) => `${quoteIdent(remote(column))} AS ${quoteIdent(column)}`)
+    .join(', ');
+  const where =
+    entity.tenantColumn === undefined
+      ? ''
+      : ` WHERE ${quoteIdent(remote(entity.tenantColumn))} = $1`;
+  return `SELECT ${select} FROM ${quoteTable(source.table)}${where}`;
+}
+
+/** Appends parameters after a shape's own. */
+class Parameters {
+  readonly values: unknown[];
+  constructor(initial: readonly unknown[]) {
+    this.values = [...initial];
+  }
+  add(value: unknown): string {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  }
+}
+
+const keyHash = (shape: ReadShape) => combinedHash(shape.key, 0);
+const rowHash = (shape: ReadShape) => combinedHash(shape.columns, 100);
+const notNullKey = (shape: ReadShape) =>
+  shape.key.map((c) => `${c.value} IS NOT NULL`).join(' AND ');
+const asText = (value: string) => `(${value})::text`;
+/** Outputs named c0, c1, …: drivers that return rows as objects keep every one, in order. */
+const aliased = (outputs: readonly string[]) =>
+  outputs.map((output, i) => `${output} AS ${quoteIdent(`c${i}`)}`).join(', ');
+
+function orderBy(shape: ReadShape): string {
+  return shape.key
+    .map((column, i) =>
+      shape.orders[i] === 'integer' ? column.value : `${asText(column.value)} COLLATE "C"`,
+    )
+    .join(', ');
+}
+
+function bucketFilter(shape: ReadShape, params: Parameters, buckets: BucketSelection | undefined) {
+  if (buckets?.only === undefined) return [];
+  const mask = params.add(String(buckets.count - 1));
+  // IN (SELECT unnest(…)) becomes a hashed semi-join; = ANY(array) would scan the list per row.
+  return [
+    `((${keyHash(shape)}) & ${mask}::int8) IN (SELECT unnest(${params.add(buckets.only.map(String))}::int8[]))`,
+  ];
+}
+
+/**
+ * The rows in scope with a complete key, in key order: key texts, then (with `hash: 'sql'`) the
+ * row hash, then (with `values`) every column's text.
+ */
+export function rowsStatement(
+  shape: ReadShape,
+  options: { hash: 'sql' | 'text'; values: boolean; buckets?: BucketSelection | undefined },
+): Statement {
+  const params = new Parameters(shape.params);
+  const outputs = [
+    ...shape.key.map((c) => asText(c.value)),
+    ...(options.hash === 'sql' ? [`(${rowHash(shape)})::text`] : []),
+    ...(options.values ? shape.columns.map((c) => asText(c.value)) : []),
+  ];
+  const where = [
+    ...shape.where,
+    notNullKey(shape),
+    ...bucketFilter(shape, params, options.buckets),
+  ];
+  return {
+    text: `SELECT ${aliased(outputs)} FROM ${shape.from} WHERE ${where.join(' AND ')} ORDER BY ${orderBy(shape)}`,
+    values: params.values,
+  };
+}
+
+/** Up to `limit` rows in scope with a NULL in the key, every column as text. */
+export function nullKeyRowsStatement(shape: ReadShape, limit: number): Statement {
+  const params = new Parameters(shape.params);
+  const nullKey = shape.key.map((c) => `${c.value} IS NULL`).join(' OR ');
+  const where = [...shape.where, `(${nullKey})`].join(' AND ');
+  return {
+    text: `SELECT ${aliased(shape.columns.map((c) => asText(c.value)))} FROM ${shape.from} WHERE ${where} LIMIT ${params.add(limit)}`,
+    values: params.values,
+  };
+}
+
+/**
+ * One fingerprint per bucket, 8 bytes each in bucket order, as hex: the bucket's row hashes
+ * (each mixed first, so one column changed alike in two rows cannot cancel out) and row count
+ * folded into 64 bits; 0 for an empty bucket. Rows with a NULL key are counted apart.
+ */
+export function fingerprintsStatement(
+  shape: ReadShape,
+  buckets: number,
+  xorAggregate: boolean,
+): Statement {
+  const params = new Parameters(shape.params);
+  const mask = `${params.add(String(buckets - 1))}::int8`;
+  const kept = 'FILTER (WHERE NOT null_key)';
+  const fold = xorAggregate
+    ? `(bit_xor(h) ${kept} # hashint8extended(count(*) ${kept}, 7))`
+    : `((mod(mod(sum(h) ${kept} + count(*) ${kept} * 11400714819323198485, 18446744073709551616) + 18446744073709551616, 18446744073709551616) - 9223372036854775808)::int8)`;
+  const nullKey = shape.key.map((c) => `${c.value} IS NULL`).join(' OR ');
+  const rest = shape.columns.filter((c) => !shape.entity.key.includes(c.name));
+  const hashed = `SELECT (${keyHash(shape)}) AS key_hash, ${rest.length === 0 ? '0::int8' : `(${combinedHash(rest, 100)})`} AS rest_hash, (${nullKey}) AS null_key FROM ${shape.from}${
+    shape.where.length > 0 ? ` WHERE ${shape.where.join(' AND ')}` : ''
+  }`;
+  return {
+    text: `SELECT encode(string_agg(int8send(COALESCE(a.fingerprint, 0)), ''::bytea ORDER BY g.bucket), 'hex') AS fingerprints,
+  COALESCE(sum(a.rows), 0)::text AS rows, COALESCE(sum(a.null_keys), 0)::text AS null_keys
+FROM generate_series(0, ${mask}) AS g(bucket)
+LEFT JOIN (
+  SELECT bucket, count(*) ${kept} AS rows, count(*) FILTER (WHERE null_key) AS null_keys,
+    CASE WHEN count(*) ${kept} = 0 THEN 0 ELSE ${fold} END AS fingerprint
+  FROM (SELECT key_hash & ${mask} AS bucket, hashint8extended(key_hash # rest_hash, 3) AS h, null_key FROM (${hashed} OFFSET 0) AS hashed) AS x
+  GROUP BY bucket
+) AS a ON a.bucket = g.bucket`,
+    values: params.values,
+  };
+}

@@ -1,0 +1,240 @@
+/**
+ * The one place where a source row is judged: decoded for the entity's schema, validated, and
+ * turned into the text values to write. Every row problem (schema violation, NULL or repeated
+ * key, a row outside the tenant, a value too long for its column) is a `DataError` worded here.
+ */
+import type { z } from 'zod';
+import type { TableDescription } from '../db/types.js';
+import { isExactColumn } from '../entity/columns.js';
+import type { AnyEntity } from '../entity/types.js';
+import { DataError } from '../errors.js';
+import {
+  type ColumnDecoder,
+  columnDecoder,
+  decodedForms,
+  encodeValue,
+  sameValue,
+  type TextValue,
+} from './decode.js';
+
+/** A source row that passed: its key texts, the texts to write, and the schema's output. */
+export interface ParsedRow {
+  readonly key: readonly string[];
+  readonly values: readonly TextValue[];
+  readonly row: Readonly<Record<string, unknown>>;
+}
+
+interface ColumnRule {
+  readonly name: string;
+  readonly schema: z.ZodType;
+  readonly decoder: ColumnDecoder;
+  /** `col.*` schemas read PostgreSQL's text themselves, and only normalise it. */
+  readonly exact: boolean;
+  readonly info: TableDescription extends ReadonlyMap<string, infer I> ? I | undefined : never;
+  /** Characters the target column holds (`varchar(n)`, `char(n)`). */
+  readonly limit: number | undefined;
+  /** The form index that last passed: tried first. */
+  preferred: number;
+}
+
+/** Parses rows of one entity; build once per entity and run. */
+export interface RowParser {
+  parse(values: readonly TextValue[]): ParsedRow | DataError;
+}
+
+/**
+ * A parser for `entity`'s source rows (texts in `entity.columnNames` order), decoding by the
+ * target's column types. `tenant` is the run's tenant as text: a row of another tenant fails.
+ */
+export function rowParser(
+  entity: AnyEntity,
+  description: TableDescription,
+  tenant: string | undefined,
+  side: 'source' | 'stored' = 'source',
+): RowParser {
+  const shape = (entity.columns as z.ZodObject).shape as Record<string, z.ZodType>;
+  const rules: ColumnRule[] = entity.columnNames.map((name: string) => {
+    const info = description.get(name);
+    return {
+      name,
+      schema: shape[name] as z.ZodType,
+      decoder: columnDecoder(info),
+      exact: isExactColumn(shape[name] as z.ZodType),
+      info,
+      limit: characterLimit(info?.type),
+      preferred: 0,
+    };
+  });
+  const keyIndexes = entity.key.map((column) => entity.columnNames.indexOf(column));
+  const tenantIndex =
+    entity.tenantColumn === undefined ? -1 : entity.columnNames.indexOf(entity.tenantColumn);
+  const objectChecks = ((entity.columns as z.ZodObject)._zod.def.checks ?? []).length > 0;
+
+  return {
+    parse(values) {
+      const keyTexts = keyIndexes.map((index) => values[index] ?? null);
+      const at = (column?: string) => ({ entity, side, keyTexts, column });
+      const nullKey = keyIndexes.find((index) => values[index] === null);
+      if (nullKey !== undefined) return nullKeyError(entity, 1, entity.columnNames[nullKey]);
+      if (tenantIndex >= 0 && tenant !== undefined && values[tenantIndex] !== tenant) {
+        return rowError(
+          at(entity.tenantColumn),
+          `has ${entity.tenantColumn}=${values[tenantIndex] ?? 'NULL'}, outside the run's tenant ${tenant}; the source query must filter by $1`,
+        );
+      }
+      const row: Record<string, unknown> = {};
+      const inputs: Record<string, unknown> = {};
+      const written: TextValue[] = [];
+      for (const [index, rule] of rules.entries()) {
+        const text = values[index] ?? null;
+        const outcome = parseColumn(rule, text);
+        if (typeof outcome === 'string') return rowError(at(rule.name), outcome);
+        row[rule.name] = outcome.output;
+        inputs[rule.name] = outcome.input;
+        if (outcome.write !== null && rule.limit !== undefined) {
+          const length = [...outcome.write.replace(/ +$/, '')].length;
+          if (length > rule.limit)
+            return rowError(
+              at(rule.name),
+              `holds ${[...outcome.write].length} characters, more than the ${rule.limit} its target column allows (widen the column)`,
+            );
+        }
+        written.push(outcome.write);
+      }
+      if (objectChecks) {
+        const whole = (entity.columns as z.ZodObject).safeParse(inputs);
+        if (!whole.success) return rowError(at(), issueText(whole.error));
+      }
+      return { key: keyTexts as string[], values: written, row };
+    },
+  };
+}
+
+function parseColumn(
+  rule: ColumnRule,
+  text: TextValue,
+): { input: unknown; output: unknown; write: TextValue } | string {
+  if (text === null) {
+    for (const empty of [null, undefined]) {
+      const parsed = rule.schema.safeParse(empty);
+      if (parsed.success) {
+        const output = parsed.data;
+        const write =
+          output === null || output === undefined ? null : encodeValue(output, rule.info);
+        return { input: empty, output, write };
+      }
+    }
+    return 'is NULL, which the schema does not allow';
+  }
+  if (rule.exact) {
+    const parsed = rule.schema.safeParse(text);
+    return parsed.success
+      ? { input: text, output: parsed.data, write: text }
+      : issueText(parsed.error);
+  }
+  const forms = decodedForms(rule.decoder, text);
+  const order = forms.map((_, i) => i);
+  if (rule.preferred < forms.length) {
+    order.splice(rule.preferred, 1);
+    order.unshift(rule.preferred);
+  }
+  let firstProblem: string | undefined;
+  for (const index of order) {
+    const input = forms[index];
+    const parsed = rule.schema.safeParse(input);
+    if (parsed.success) {
+      rule.preferred = index;
+      const output = parsed.data;
+      return {
+        input,
+        output,
+        write: sameValue(output, input) ? text : encodeValue(output, rule.info),
+      };
+    }
+    if (index === 0 || firstProblem === undefined) firstProblem = issueText(parsed.error);
+  }
+  if (rule.decoder.integer && /^-?\d+$/.test(text) && !Number.isSafeInteger(Number(text))) {
+    const asNumber = rule.schema.safeParse(Number(text));
+    if (asNumber.success)
+      return `holds ${text}, beyond 2^53: a JS number cannot hold it exactly (use z.bigint() or z.string() for this column)`;
+  }
+  return `${firstProblem ?? 'is not accepted by the schema'} (value ${preview(text)})`;
+}
+
+function issueText(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'is not accepted by the schema';
+  const path = issue.path.length > 0 ? ` at ${issue.path.join('.')}` : '';
+  return `fails the schema${path}: ${issue.message}`;
+}
+
+function preview(text: string): string {
+  return JSON.stringify(text.length > 60 ? `${text.slice(0, 57)}...` : text);
+}
+
+function characterLimit(type: string | undefined): number | undefined {
+  const limit = /^(?:character varying|character|varchar|char|bpchar)\((\d+)\)$/.exec(
+    type ?? '',
+  )?.[1];
+  return limit === undefined ? undefined : Number(limit);
+}
+
+/** The key of a row as `column=value` pairs, from its key texts. */
+export function keyObject(entity: AnyEntity, keyTexts: readonly (string | null)[]) {
+  return Object.fromEntries(entity.key.map((column, i) => [column, keyTexts[i] ?? null]));
+}
+
+/** `(a=1, b="x")`: a key for messages and change lists; numbers bare, other text quoted. */
+export function describeKeyTexts(entity: AnyEntity, keyTexts: readonly (string | null)[]): string {
+  const pairs = entity.key.map((column, i) => {
+    const text = keyTexts[i] ?? null;
+    const shown =
+      text === null ? 'NULL' : /^-?\d+(\.\d+)?$/.test(text) ? text : JSON.stringify(text);
+    return `${column}=${shown}`;
+  });
+  return `(${pairs.join(', ')})`;
+}
+
+function rowError(
+  where: {
+    entity: AnyEntity;
+    side: 'source' | 'stored';
+    keyTexts: readonly (string | null)[];
+    column?: string | undefined;
+  },
+  problem: string,
+): DataError {
+  const { entity, keyTexts, column } = where;
+  const key = keyObject(entity, keyTexts);
+  const subject = column === undefined ? '' : ` column "${column}"`;
+  return new DataError(
+    `${entity.name}: ${where.side} row ${describeKeyTexts(entity, keyTexts)}${subject} ${problem}`,
+    {
+      entity: entity.name,
+      key,
+      column,
+    },
+  );
+}
+
+/** Source rows whose key has a NULL: they cannot be matched to a target row. */
+export function nullKeyError(entity: AnyEntity, rows: number, column?: string): DataError {
+  const key = Object.fromEntries(entity.key.map((c) => [c, null]));
+  return new DataError(
+    `${entity.name}: the source returned ${rows} row(s) with NULL in the key (${entity.key.join(', ')}); every key column must have a value`,
+    {
+      entity: entity.name,
+      key,
+      column: column ?? (entity.key.length === 1 ? entity.key[0] : undefined),
+    },
+  );
+}
+
+/** A key the source returns more than once. */
+export function repeatedKeyError(entity: AnyEntity, keyTexts: readonly string[]): DataError {
+  const key = keyObject(entity, keyTexts);
+  return new DataError(
+    `${entity.name}: the source returned key ${describeKeyTexts(entity, keyTexts)} more than once; the key (${entity.key.join(', ')}) must be unique`,
+    { entity: entity.name, key },
+  );
+}

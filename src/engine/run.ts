@@ -1,0 +1,103 @@
+import type { SourceDatabase, SyncDatabase, TenantId } from '../db/types.js';
+import type { AnyEntity } from '../entity/types.js';
+import { LockedError } from '../errors.js';
+import { RunContext, type RunSettings } from './context.js';
+import type { EntityResult, SyncResult } from './result.js';
+import { syncEntity } from './sync-entity.js';
+
+/** What one run needs: both sides, its settings, the entities, and how to lock. */
+export interface RunInput<E extends AnyEntity> {
+  readonly source: SourceDatabase;
+  readonly target: SyncDatabase;
+  readonly settings: RunSettings;
+  readonly selected: readonly E[];
+  readonly lock: boolean | 'wait' | undefined;
+  readonly tenantId: TenantId | undefined;
+}
+
+/**
+ * Runs the selected entities in dependency order on one target session, under the sync lock,
+ * reading the source in one snapshot. Each entity is isolated: a failure is recorded in its
+ * result and the next entity still runs.
+ */
+export async function runSync<E extends AnyEntity>(
+  input: RunInput<E>,
+): Promise<SyncResult<E['name']>> {
+  return input.target.session((db) => runLocked(input, db));
+}
+
+async function runLocked<E extends AnyEntity>(
+  input: RunInput<E>,
+  target: SyncDatabase,
+): Promise<SyncResult<E['name']>> {
+  const { settings, selected } = input;
+  const { logger, dryRun } = settings;
+  // A dry run writes nothing, so it need not wait for (or fail on) a running sync.
+  const lock = input.lock ?? !dryRun;
+  const locking = lock !== false;
+  if (locking && !(await target.lock(lock === 'wait'))) {
+    throw new LockedError(
+      'another sync holds the sync lock on the target database; try again when it has finished',
+    );
+  }
+  try {
+    const startedAt = new Date();
+    const source = await input.source.open({ statementTimeoutMs: settings.statementTimeoutMs });
+    logger.debug?.(
+      {
+        sourceFeatures: source.features,
+        targetFeatures: await target.features(),
+        tenantId: printable(input.tenantId),
+        dryRun,
+      },
+      'sync started',
+    );
+    const context = new RunContext(settings, source, target);
+    context.emit({
+      type: 'run-start',
+      entities: [...settings.selected],
+      tenantId: input.tenantId,
+      dryRun,
+    });
+    try {
+      for (const entity of selected) await syncEntity(context, entity);
+    } finally {
+      await source.close();
+    }
+
+    const entities = Object.fromEntries(
+      selected.map((entity) => [entity.name, context.tally(entity).toResult()]),
+    ) as Record<E['name'], EntityResult>;
+    const failed = Object.values<EntityResult>(entities).filter(
+      (result) => result.status === 'failed',
+    ).length;
+    const finishedAt = new Date();
+    logger.info(
+      {
+        ok: failed === 0,
+        failed,
+        entities: selected.length,
+        ms: finishedAt.getTime() - startedAt.getTime(),
+        dryRun,
+      },
+      failed === 0
+        ? 'sync finished'
+        : `sync finished with ${failed} failed entit${failed === 1 ? 'y' : 'ies'}`,
+    );
+    const result: SyncResult<E['name']> = {
+      ok: failed === 0,
+      dryRun,
+      tenantId: input.tenantId,
+      startedAt,
+      finishedAt,
+      entities,
+    };
+    context.emit({ type: 'run-end', result });
+    return result;
+  } finally {
+    if (locking) await target.unlock().catch(() => undefined);
+  }
+}
+
+const printable = (tenantId: TenantId | undefined) =>
+  typeof tenantId === 'bigint' ? tenantId.toString() : tenantId;
