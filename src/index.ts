@@ -38,7 +38,15 @@ export type {
 } from './db/types.js';
 export type { SyncEvent, SyncEventListener } from './engine/events.js';
 export { type PerformSyncOptions, performSync } from './engine/perform-sync.js';
-export type { EntityChanges, EntityResult, SyncResult, SyncWarning } from './engine/result.js';
+export {
+  type EntityChanges,
+  type EntityResult,
+  type EntityResultJSON,
+  resultToJSON,
+  type SyncResult,
+  type SyncResultJSON,
+  type SyncWarning,
+} from './engine/result.js';
 export { col } from './entity/columns.js';
 export { defineEntity, type EntityDefinitionInput } from './entity/define.js';
 export { JsonNull, type JsonNullValue } from './entity/json-null.js';
@@ -64,8 +72,10 @@ export {
   DataError,
   DefinitionError,
   type ErrorContext,
+  type JsonValue,
   LockedError,
   MeterSyncError,
+  type MeterSyncErrorJSON,
   SchemaError,
 } from './errors.js';
 export { type Logger, silentLogger } from './logger.js';
