@@ -59,6 +59,7 @@ export function projectDirectory(files: Record<string, string>): string {
   const root = mkdtempSync(join(tmpdir(), 'meter-sync-project-'));
   mkdirSync(join(root, 'node_modules'));
   symlinkSync(PACKAGE_ROOT, join(root, 'node_modules', 'meter-sync'), 'dir');
+  symlinkSync(join(PACKAGE_ROOT, 'node_modules', 'zod'), join(root, 'node_modules', 'zod'), 'dir');
   writeFileSync(join(root, 'package.json'), JSON.stringify({ name: 'site', type: 'module' }));
   for (const [path, text] of Object.entries(files)) {
     mkdirSync(dirname(join(root, path)), { recursive: true });
