@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import packageJson from '../../package.json' with { type: 'json' };
 import { messageOf } from '../errors.js';
+import { runAgentCommand } from './commands/agent.js';
 import { runDemoCommand } from './commands/demo.js';
 import { runInitCommand } from './commands/init.js';
 import { runSyncCommand } from './commands/run-sync.js';
@@ -44,6 +45,8 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
   const output = processOutput({ progress: true, secrets });
   const optionsEnd = argv.indexOf('--');
   const json = (optionsEnd < 0 ? argv : argv.slice(0, optionsEnd)).includes('--json');
+  // The agent writes JSON lines: its last object must be one line too.
+  const compact = argv[2] === 'agent';
   let outcome: Outcome | undefined;
 
   const program = new Command('meter-sync')
@@ -131,6 +134,23 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
     ),
   );
 
+  command(
+    'agent',
+    'sync on a schedule until SIGTERM or SIGINT, one line per run',
+    ['source', 'target'],
+    'warn',
+    (settings, out, logger) => runAgentCommand(settings, out, logger),
+  )
+    .option('--tenant <id>', 'the tenant to sync (required by tenant-scoped entities)')
+    .option('--entities <names>', 'sync only these entities, comma-separated')
+    .option(
+      '--schedule <ms|cron>',
+      "interval in milliseconds or a cron expression (default: the config's)",
+    )
+    .option('--wait', 'wait for another sync holding the lock instead of skipping the run')
+    .option('--statement-timeout <ms>', 'statement_timeout for every statement of a run')
+    .option('--lock-timeout <ms>', 'lock_timeout for every target statement of a run');
+
   program
     .command('demo')
     .description('the whole story on embedded PostgreSQL (PGlite): no server, no configuration')
@@ -145,7 +165,7 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
     }
     await program.parseAsync(argv);
     const done = outcome ?? { exitCode: ExitCode.ok };
-    if (json) printJson(output, done.exitCode, done.json, done.error);
+    if (json) printJson(output, compact, done.exitCode, done.json, done.error);
     return done.exitCode;
   } catch (error) {
     let exitCode: ExitCodeValue;
@@ -160,13 +180,14 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
       message = error instanceof CliError ? error.message : `unexpected error: ${messageOf(error)}`;
       process.stderr.write(`meter-sync: ${output.mask(oneLine(message))}\n`);
     }
-    if (json) printJson(output, exitCode, undefined, oneLine(message), errorName(error));
+    if (json) printJson(output, compact, exitCode, undefined, oneLine(message), errorName(error));
     return exitCode;
   }
 }
 
 function printJson(
   output: Output,
+  compact: boolean,
   exitCode: ExitCodeValue,
   result: Record<string, unknown> | undefined,
   error?: string,
@@ -178,7 +199,7 @@ function printJson(
     exitCode,
     ...(error === undefined ? {} : { error: { name: errorName, message: error } }),
   };
-  output.print(JSON.stringify(maskDeep(document, output.mask), null, 2));
+  output.print(JSON.stringify(maskDeep(document, output.mask), null, compact ? undefined : 2));
 }
 
 function errorName(error: unknown): string {
