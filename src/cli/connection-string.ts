@@ -91,9 +91,12 @@ export function passwordCandidates(text: string): string[] {
   const trimmed = text.trim();
   const scheme = URL_START.exec(trimmed);
   if (scheme) {
-    const { password, hostPart } = splitAuthority(trimmed.slice(scheme[0].length));
+    const rest = trimmed.slice(scheme[0].length);
+    const { user, password, hostPart } = splitAuthority(rest);
     add(password);
-    if (password === undefined) add(/^[^/:]*:([^/]*)/.exec(hostPart)?.[1]);
+    // No user info at all: a "port" that is not a number may be a password missing its "@".
+    const port = user === undefined ? /^[^/:]*:([^/]*)/.exec(hostPart)?.[1] : undefined;
+    if (port !== undefined && !/^\d*$/.test(port)) add(port);
   }
   for (const match of trimmed.matchAll(/(?:^|[\s?&])password\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)/gi)) {
     const value = match[1] ?? '';

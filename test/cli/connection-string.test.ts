@@ -82,6 +82,9 @@ describe('connection strings', () => {
     expect(passwordCandidates('postgres://u:N0-at/h/db')).toContain('N0-at');
     expect(passwordCandidates("host=h password='se cret")).toContain('se cret');
     expect(passwordCandidates('postgres://h/db?password=Qs&x=1')).toContain('Qs');
+    // A port is not a password.
+    expect(passwordCandidates('postgres://u@h:5432/db')).toEqual([]);
+    expect(passwordCandidates('postgres://h:5432/db')).toEqual([]);
   });
 
   it('connects with a keyword/value string, the rest from PG* variables', async () => {
