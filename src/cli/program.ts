@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import packageJson from '../../package.json' with { type: 'json' };
 import { messageOf } from '../errors.js';
 import { runAgentCommand } from './commands/agent.js';
+import { runCheckCommand } from './commands/check.js';
 import { runDemoCommand } from './commands/demo.js';
 import { runInitCommand } from './commands/init.js';
 import { runSyncCommand } from './commands/run-sync.js';
@@ -133,6 +134,16 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
         runSyncCommand(settings, out, logger, { plan: true, verbose: options.verbose === true }),
     ),
   );
+
+  command(
+    'check',
+    'check the config, both databases and every entity; writes nothing',
+    ['source', 'target'],
+    'silent',
+    (settings, out) => runCheckCommand(settings, out),
+  )
+    .option('--tenant <id>', 'the tenant a source query is described with')
+    .option('--entities <names>', 'check only these entities, comma-separated');
 
   command(
     'agent',
