@@ -17,6 +17,11 @@ export {
   register,
   syncSchemaSql,
 } from './builtins/index.js';
+export {
+  defineConfig,
+  type MeterSyncConfig,
+  type MeterSyncConnection,
+} from './config/define-config.js';
 export type { Capabilities } from './db/pg/capabilities.js';
 export type {
   PgClient,

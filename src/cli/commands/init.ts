@@ -1,36 +1,35 @@
-import { builtInEntities, syncSchemaSql } from '../../builtins/index.js';
+import { syncSchemaSql } from 'meter-sync';
 import { messageOf, sqlState } from '../../errors.js';
-import { connectionHint, openPool, requireUrl } from '../connections.js';
-import { CliError, ExitCode, type ExitCodeValue } from '../exit-codes.js';
+import { connectionHint, openPool } from '../connections.js';
+import { CliError, ExitCode } from '../exit-codes.js';
+import type { Outcome } from '../outcome.js';
 import type { Output } from '../output.js';
-import { passwordsIn } from '../secrets.js';
+import type { Settings } from '../settings.js';
 
 /** `meter-sync init`: creates the built-in entities' tables in the sync database; idempotent. */
-export async function runInitCommand(
-  options: { readonly target?: string | undefined },
-  output: Output,
-): Promise<ExitCodeValue> {
-  const targetUrl = requireUrl('target', options.target);
-  output.hide(passwordsIn([targetUrl]));
-  const pool = openPool(targetUrl);
+export async function runInitCommand(settings: Settings, output: Output): Promise<Outcome> {
+  const connection = settings.connection('target');
+  const pool = openPool(connection);
   try {
     await pool.query(syncSchemaSql);
   } catch (error) {
     const message = `creating the sync tables failed: ${messageOf(error)}`;
     throw new CliError(
-      `${message}; ${isConnectionFailure(error) ? connectionHint('sync database') : 'check that the role may create tables in the database'}`,
+      `${message}; ${isConnectionFailure(error) ? connectionHint('sync database', { target: connection }) : 'check that the role may create tables in the database'}`,
       ExitCode.usage,
     );
   } finally {
     await pool.end().catch(() => undefined);
   }
-  const tables = builtInEntities.map((entity) => entity.table.name).join(', ');
-  output.print(`sync database ready: ${targetUrl} has the tables ${tables}`);
-  return ExitCode.ok;
+  const tables = ['device', 'meter', 'register', 'device_register'];
+  if (!settings.json && !settings.quiet) {
+    output.print(`sync database ready: ${connection.display} has the tables ${tables.join(', ')}`);
+  }
+  return { exitCode: ExitCode.ok, json: { created: tables } };
 }
 
 /** No SQLSTATE (the network), or one of the classes a server answers a refused login with. */
-function isConnectionFailure(error: unknown): boolean {
+export function isConnectionFailure(error: unknown): boolean {
   const code = sqlState(error);
   return code === undefined || /^(08|28|3D|57P0)/.test(code);
 }
