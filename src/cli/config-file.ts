@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { createJiti } from 'jiti';
-import { z } from 'zod';
+import { z } from 'zod/v4';
 import type { MeterSyncConfig } from '../config/define-config.js';
 import type { AnyEntity } from '../entity/types.js';
 import { messageOf } from '../errors.js';

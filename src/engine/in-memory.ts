@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import type { z } from 'zod/v4';
 import type { Scope, SyncDatabase, TableDescription } from '../db/types.js';
 import { canonical, encodeKey } from '../diff/canonical.js';
 import { planChanges, type SoftDelete } from '../diff/plan.js';

@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import type { z } from 'zod/v4';
 import type { SqlType } from '../db/pg/column-types.js';
 import { commonClass, type TypeClass } from '../db/pg/column-types.js';
 import { copyOutBinaryRow, copyOutFields, pipeCopy, supportsCopy } from '../db/pg/copy.js';

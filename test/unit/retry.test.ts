@@ -50,7 +50,7 @@ const policies = fc
 
 // Random numbers in [0, 1), the range Math.random gives, its ends included.
 const randoms = fc.array(
-  fc.oneof(fc.double({ min: 0, max: 1, maxExcluded: true }), fc.constant(0)),
+  fc.oneof(fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), fc.constant(0)),
   {
     minLength: 1,
     maxLength: 20,
