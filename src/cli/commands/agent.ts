@@ -121,7 +121,7 @@ export async function runAgentCommand(
   if (!settings.json && !settings.quiet) output.print(`${new Date().toISOString()} ${stopped}`);
   return {
     exitCode: ExitCode.ok,
-    json: { type: 'stopped', signal, runs, failedRuns: failures },
+    json: { type: 'stopped', signal, runs, failedRuns: failures, finishedRunInFlight: wasRunning },
   };
 }
 
