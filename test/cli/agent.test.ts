@@ -141,6 +141,31 @@ describe('meter-sync agent', () => {
     }
   });
 
+  it('without --json, one text line per run and one when it stops', async () => {
+    const { remote, local } = await builtInPairOnPostgres([1]);
+    const agent = startAgent(['--tenant', '1', '--schedule', '200'], {
+      METER_SYNC_SOURCE_URL: remote.url,
+      METER_SYNC_TARGET_URL: local.url,
+    });
+    const runLines = () => agent.output.stdout.split('\n').filter((line) => / sync of /.test(line));
+    try {
+      await until(() => runLines().length >= 2, 'two runs');
+    } finally {
+      agent.child.kill('SIGINT');
+    }
+    expect(await agent.exited).toBe(0);
+    const lines = agent.output.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(
+      /^\S+Z agent started: tenant 1, every 200 ms, postgres:\/\/.* -> postgres:\/\//,
+    );
+    expect(runLines()[0]).toMatch(
+      /^\S+Z sync of tenant 1: 19 inserted, 0 updated, 0 deleted, 0 skipped in \d+ ms$/,
+    );
+    expect(runLines()[1]).toMatch(/sync of tenant 1: 0 inserted, 0 updated, 0 deleted, 0 skipped/);
+    expect(lines.at(-1)).toMatch(/agent stopped on SIGINT after \d+ runs; connections closed$/);
+    expect(agent.output.stderr).toBe('');
+  });
+
   it('refuses to start without a valid schedule, in one JSON object or one line', async () => {
     const none = await runCli([
       'agent',
