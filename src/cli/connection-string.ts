@@ -4,7 +4,8 @@
  * one, into an error message or a display string.
  *
  * Fields a string leaves out are left to node-postgres, which takes them from `PGHOST`,
- * `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE` and `PGAPPNAME`, as libpq does.
+ * `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGAPPNAME` and `PGOPTIONS`, as
+ * libpq does.
  */
 
 /** The subset of a `pg.Pool` configuration a connection string can set. */

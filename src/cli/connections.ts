@@ -66,8 +66,13 @@ export function resolveConnection(
 
 /** A small pool: a sync uses one connection per side plus a short-lived probe. */
 export function openPool(connection: ResolvedConnection): pg.Pool {
+  const fromEnvironment = Number(process.env.PGCONNECT_TIMEOUT);
   const pool = new pg.Pool({
-    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    // node-postgres reads PGCONNECT_TIMEOUT only when no timeout is given.
+    connectionTimeoutMillis:
+      Number.isFinite(fromEnvironment) && fromEnvironment > 0
+        ? fromEnvironment * 1000
+        : CONNECT_TIMEOUT_MS,
     // node-postgres reads PGAPPNAME only when no name is given.
     application_name: process.env.PGAPPNAME || 'meter-sync',
     ...connection.config,

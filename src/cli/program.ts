@@ -95,11 +95,14 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
 
   command(
     'init',
-    "create the sync database's tables for the built-in entities (idempotent)",
-    ['target'],
+    "create the sync database's missing tables (built-ins, and the config's entities from the source's catalog)",
+    ['source', 'target'],
     'silent',
-    (settings, out) => runInitCommand(settings, out),
-  );
+    (settings, out, _logger, options) =>
+      runInitCommand(settings, out, { print: options.print === true }),
+  )
+    .option('--entities <names>', 'only the tables of these entities, comma-separated')
+    .option('--print', 'print the DDL instead of running it');
 
   const syncOptions = (cmd: Command) =>
     cmd

@@ -6,7 +6,7 @@ import type { AnyEntity } from '../entity/types.js';
  * A database connection as a config file gives it: a connection string (a `postgres://` URL or
  * a libpq keyword/value string such as `host=db dbname=sync`) or a node-postgres pool
  * configuration. Fields left out come from `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
- * `PGDATABASE`, `PGSSLMODE` and `PGAPPNAME`, as node-postgres reads them.
+ * `PGDATABASE`, `PGSSLMODE`, `PGAPPNAME` and `PGOPTIONS`, as node-postgres reads them.
  */
 export type MeterSyncConnection =
   | string

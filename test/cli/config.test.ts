@@ -72,6 +72,14 @@ export default defineConfig({
       { id: 101, level: 'low', threshold: '10.00' },
     ]);
 
+    // The config's col schemas are the CLI's own (one copy of meter-sync): the set-based path,
+    // which only trusts col schemas, is taken for them.
+    const debug = await runCli(['sync', '--log-level', 'debug'], {
+      cwd,
+      env: { METER_SYNC_TARGET_URL: local.url },
+    });
+    expect(debug.stderr).toMatch(/entity path chosen entity=alarm_threshold path=set-based/);
+
     // --tenant overrides tenantId, --target overrides the file's target.
     const flags = await runCli(['sync', '--tenant', '2', '--target', local.url, '--json'], { cwd });
     expect(flags.code).toBe(0);

@@ -94,10 +94,12 @@ describe('connection strings', () => {
       PGHOST: process.env.PGHOST,
       PGPORT: process.env.PGPORT,
       PGUSER: process.env.PGUSER,
+      PGOPTIONS: process.env.PGOPTIONS,
     };
     process.env.PGHOST = url.hostname;
     process.env.PGPORT = url.port;
     process.env.PGUSER = decodeURIComponent(url.username);
+    process.env.PGOPTIONS = '-c lock_timeout=1234';
     try {
       const connection = resolveConnection('target', {
         value: `dbname=${database.name} application_name='meter sync test'`,
@@ -106,9 +108,13 @@ describe('connection strings', () => {
       const pool = openPool(connection);
       try {
         const { rows } = await pool.query(
-          "SELECT current_database() AS db, current_setting('application_name') AS app",
+          "SELECT current_database() AS db, current_setting('application_name') AS app, current_setting('lock_timeout') AS lock_timeout",
         );
-        expect(rows[0]).toEqual({ db: database.name, app: 'meter sync test' });
+        expect(rows[0]).toEqual({
+          db: database.name,
+          app: 'meter sync test',
+          lock_timeout: '1234ms',
+        });
       } finally {
         await pool.end();
       }

@@ -129,4 +129,47 @@ describe('passwords are never printed', () => {
     expect(run.stderr).toMatch(/METER_SYNC_SOURCE_URL/);
     expect(run.stderr).not.toMatch(/--source\b/);
   });
+
+  it.each([
+    ['init', []],
+    ['check', []],
+    ['plan', ['--tenant', '1']],
+    ['agent', ['--tenant', '1', '--schedule', '1000']],
+  ])(
+    '%s keeps the password of a malformed target hidden, and names its origin',
+    async (command, args) => {
+      for (const [, password, input, written] of CASES.slice(0, 8)) {
+        for (const json of [false, true]) {
+          // An agent whose target parses but cannot be reached keeps trying on schedule: it is
+          // stopped (SIGTERM) after a while, and must have printed nothing it should not have.
+          const run = await runCli([command, ...args, ...(json ? ['--json'] : [])], {
+            env: { ...ENV, METER_SYNC_SOURCE_URL: TARGET, METER_SYNC_TARGET_URL: input },
+            ...(command === 'agent' ? { timeoutMs: 1500 } : {}),
+          });
+          const keptRunning = command === 'agent' && run.code === 0;
+          if (!keptRunning) expect(run.code).toBe(2);
+          for (const piece of revealingPieces(password, input, written)) {
+            expect(run.stdout).not.toContain(piece);
+            expect(run.stderr).not.toContain(piece);
+          }
+          expect(run.stdout + run.stderr).toMatch(/METER_SYNC_TARGET_URL/);
+          if (!json) continue;
+          // The agent writes JSON lines; the other commands one (indented) object.
+          const documents =
+            command === 'agent'
+              ? run.stdout
+                  .trim()
+                  .split('\n')
+                  .map((line) => JSON.parse(line))
+              : [JSON.parse(run.stdout)];
+          if (keptRunning) {
+            expect(documents.map((document) => document.type)).toContain('run-failed');
+            expect(documents.at(-1)).toMatchObject({ type: 'stopped', ok: true });
+          } else {
+            expect(documents).toMatchObject([{ ok: false, exitCode: 2 }]);
+          }
+        }
+      }
+    },
+  );
 });

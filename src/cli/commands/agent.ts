@@ -87,10 +87,13 @@ export async function runAgentCommand(
   agent.on('run-failed', ({ error }) => {
     runs++;
     failures++;
-    line(`sync failed: ${error.message}`, {
+    // With what to check, as `sync` says it: the origin of the connection at fault.
+    const shown = asCliError(error, { source: sourceConnection, target: targetConnection });
+    const message = shown instanceof Error ? shown.message : error.message;
+    line(`sync failed: ${message}`, {
       type: 'run-failed',
       ok: false,
-      error: errorToJson(error),
+      error: { ...errorToJson(error), message },
     });
   });
 
@@ -121,7 +124,7 @@ export async function runAgentCommand(
   if (!settings.json && !settings.quiet) output.print(`${new Date().toISOString()} ${stopped}`);
   return {
     exitCode: ExitCode.ok,
-    json: { type: 'stopped', signal, runs, failedRuns: failures },
+    json: { type: 'stopped', signal, runs, failedRuns: failures, finishedRunInFlight: wasRunning },
   };
 }
 
