@@ -15,6 +15,9 @@ export default defineConfig([
     // The `meter-sync` command: ESM only, it is run, never imported.
     entry: { cli: 'src/cli/main.ts' },
     format: ['esm'],
+    // The library is imported by its name, which resolves to dist/index.js: a config file's
+    // entities and the CLI then share one copy of meter-sync (and of its zod schemas).
+    external: ['meter-sync'],
     clean: false,
     target: 'node20',
     splitting: false,

@@ -52,7 +52,8 @@ export function findBinDirectory(): string {
   return join(root, versions[0] as string, 'bin');
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -67,7 +68,15 @@ async function freePort(): Promise<number> {
   });
 }
 
-function run(command: string, args: readonly string[], asPostgres: boolean): Promise<string> {
+/**
+ * Runs a command to its end and resolves with its output; as the `postgres` user when
+ * `asPostgres` (PostgreSQL's and PgBouncer's programs refuse to run as root).
+ */
+export function run(
+  command: string,
+  args: readonly string[],
+  asPostgres: boolean,
+): Promise<string> {
   const [file, argv] = asPostgres
     ? ['runuser', ['-u', 'postgres', '--', command, ...args]]
     : [command, [...args]];
@@ -87,6 +96,21 @@ function run(command: string, args: readonly string[], asPostgres: boolean): Pro
         : reject(new Error(`${command} ${args.join(' ')} exited with ${code}:\n${output}`)),
     );
   });
+}
+
+/**
+ * A new directory under /tmp with mode 0700, owned by the `postgres` user when running as root,
+ * so that the server programs run as `postgres` can write in it.
+ */
+export function serverDirectory(prefix: string): string {
+  const base = mkdtempSync(join('/tmp', prefix));
+  if (process.getuid?.() === 0) {
+    const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+    chownSync(base, uid, gid);
+  }
+  chmodSync(base, 0o700);
+  return base;
 }
 
 export async function startPostgres(options: StartOptions = {}): Promise<PostgresServer> {

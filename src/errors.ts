@@ -15,6 +15,30 @@ export interface ErrorContext {
   cause?: unknown;
 }
 
+/** A value as JSON has it: what `JSON.parse` can return. */
+export type JsonValue =
+  | string
+  | number
+  | boolean
+  | null
+  | JsonValue[]
+  | { [key: string]: JsonValue };
+
+/** A {@link MeterSyncError} as JSON data, from its `toJSON()`. */
+export interface MeterSyncErrorJSON {
+  /** The error class: `DataError`, `DatabaseError`, … */
+  readonly name: string;
+  readonly message: string;
+  readonly entity?: string;
+  /** The row's key; bigints as decimal strings, dates as ISO strings. */
+  readonly key?: Readonly<Record<string, JsonValue>>;
+  readonly column?: string;
+  /** The SQLSTATE code reported by PostgreSQL (`DatabaseError`). */
+  readonly code?: string;
+  /** The message of the underlying error. */
+  readonly cause?: string;
+}
+
 /** Base class of every error meter-sync raises. */
 export class MeterSyncError extends Error {
   readonly entity: string | undefined;
@@ -27,6 +51,23 @@ export class MeterSyncError extends Error {
     this.entity = context.entity;
     this.key = context.key;
     this.column = context.column;
+  }
+
+  /**
+   * The error as JSON data, so `JSON.stringify` keeps what it says (an `Error` alone
+   * serialises as `{}`) and never throws on a bigint key.
+   */
+  toJSON(): MeterSyncErrorJSON {
+    const code = (this as { code?: unknown }).code;
+    return {
+      name: this.name,
+      message: this.message,
+      ...(this.entity === undefined ? {} : { entity: this.entity }),
+      ...(this.key === undefined ? {} : { key: toJsonObject(this.key) }),
+      ...(this.column === undefined ? {} : { column: this.column }),
+      ...(typeof code === 'string' ? { code } : {}),
+      ...(this.cause === undefined ? {} : { cause: messageOf(this.cause) }),
+    };
   }
 }
 
@@ -54,6 +95,54 @@ export class DatabaseError extends MeterSyncError {
     super(message, context);
     this.code = context.code;
   }
+}
+
+/**
+ * A value as JSON data: bigints as decimal strings, dates as ISO strings, objects and arrays
+ * converted member by member (a `toJSON` method is honoured), `undefined` and functions dropped
+ * from objects and `null` in arrays, as `JSON.stringify` does. A cycle becomes `'[Circular]'`.
+ */
+export function toJsonValue(value: unknown, seen: Set<object> = new Set()): JsonValue {
+  if (value === null || value === undefined) return null;
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return value;
+    case 'number':
+      return Number.isFinite(value) ? value : null;
+    case 'bigint':
+      return value.toString();
+    case 'object':
+      break;
+    default:
+      return null;
+  }
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? null : value.toISOString();
+  const object = value as object;
+  if (seen.has(object)) return '[Circular]';
+  seen.add(object);
+  try {
+    if (typeof (object as { toJSON?: unknown }).toJSON === 'function') {
+      return toJsonValue((object as { toJSON: () => unknown }).toJSON(), seen);
+    }
+    if (Array.isArray(object)) return object.map((item) => toJsonValue(item, seen));
+    return toJsonObject(object as Record<string, unknown>, seen);
+  } finally {
+    seen.delete(object);
+  }
+}
+
+function toJsonObject(
+  object: Readonly<Record<string, unknown>>,
+  seen: Set<object> = new Set(),
+): Record<string, JsonValue> {
+  const json: Record<string, JsonValue> = {};
+  for (const [key, member] of Object.entries(object)) {
+    if (member === undefined || typeof member === 'function' || typeof member === 'symbol')
+      continue;
+    json[key] = toJsonValue(member, seen);
+  }
+  return json;
 }
 
 /** Formats a key for messages: `(device_id=1, register_id=7)`. */

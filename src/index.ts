@@ -17,6 +17,11 @@ export {
   register,
   syncSchemaSql,
 } from './builtins/index.js';
+export {
+  defineConfig,
+  type MeterSyncConfig,
+  type MeterSyncConnection,
+} from './config/define-config.js';
 export type { Capabilities } from './db/pg/capabilities.js';
 export type {
   PgClient,
@@ -37,7 +42,15 @@ export type {
   TransactionOptions,
 } from './db/types.js';
 export type { SyncEvent, SyncEventListener } from './engine/events.js';
-export type { EntityChanges, EntityResult, SyncResult, SyncWarning } from './engine/result.js';
+export {
+  type EntityChanges,
+  type EntityResult,
+  type EntityResultJSON,
+  resultToJSON,
+  type SyncResult,
+  type SyncResultJSON,
+  type SyncWarning,
+} from './engine/result.js';
 export { col } from './entity/columns.js';
 export { defineEntity, type EntityDefinitionInput } from './entity/define.js';
 export { JsonNull, type JsonNullValue } from './entity/json-null.js';
@@ -63,8 +76,10 @@ export {
   DataError,
   DefinitionError,
   type ErrorContext,
+  type JsonValue,
   LockedError,
   MeterSyncError,
+  type MeterSyncErrorJSON,
   SchemaError,
 } from './errors.js';
 export { type Logger, silentLogger } from './logger.js';

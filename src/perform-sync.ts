@@ -66,9 +66,12 @@ export interface PerformSyncOptions<E extends AnyEntity = AnyEntity> {
  * if (!result.ok) console.error(result.entities);
  * ```
  */
-export async function performSync<E extends AnyEntity = (typeof builtInEntities)[number]>(
-  options: PerformSyncOptions<E>,
-): Promise<SyncResult<E['name']>> {
+export async function performSync<
+  E extends AnyEntity = (typeof builtInEntities)[number],
+  const Only extends E['name'] = E['name'],
+>(
+  options: PerformSyncOptions<E> & { readonly only?: readonly Only[] | undefined },
+): Promise<SyncResult<Only>> {
   const { registry, selected } = resolveEntities(options);
   const settings: RunSettings = {
     registry,

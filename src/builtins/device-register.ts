@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from 'zod/v4';
 import { col } from '../entity/columns.js';
 import { defineEntity } from '../entity/define.js';
 

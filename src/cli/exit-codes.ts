@@ -17,6 +17,8 @@ export class CliError extends Error {
   constructor(
     message: string,
     readonly exitCode: ExitCodeValue,
+    /** The kind of failure, as `--json` names it. Default: by the exit code. */
+    readonly kind: string = exitCode === 3 ? 'LockedError' : 'UsageError',
   ) {
     super(message);
     this.name = 'CliError';

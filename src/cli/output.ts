@@ -8,7 +8,7 @@ export interface Output {
   error(line: string): void;
   /** The stderr stream, for progress; undefined when progress must not be shown. */
   readonly progressStream: ProgressStream | undefined;
-  /** Hides these passwords too (the ones of the URLs the command was given). */
+  /** Hides these passwords too (the ones of the connections the command was given). */
   hide(secrets: readonly string[]): void;
   /** `text` with passwords masked. */
   mask(text: string): string;
@@ -19,9 +19,12 @@ export interface ProgressStream {
   write(text: string): unknown;
 }
 
-/** The process's stdout and stderr; progress only when stderr is a terminal and it is wanted. */
-export function processOutput(options: { progress: boolean }): Output {
-  const secrets: string[] = [];
+/**
+ * The process's stdout and stderr; progress only when stderr is a terminal and it is wanted.
+ * `secrets` is shared: passwords hidden through one output are hidden by all.
+ */
+export function processOutput(options: { progress: boolean; secrets?: string[] }): Output {
+  const secrets = options.secrets ?? [];
   const mask = (text: string) => maskSecrets(text, secrets);
   return {
     print: (line = '') => void process.stdout.write(`${mask(line)}\n`),

@@ -1,3 +1,5 @@
+import { passwordCandidates } from './connection-string.js';
+
 /**
  * Keeps passwords out of everything the CLI prints: connection strings, driver errors that echo
  * them, and the passwords of the URLs it was given wherever they turn up.
@@ -15,34 +17,33 @@ const MIN_LITERAL_LENGTH = 4;
 /** `text` with every password replaced by `***`; `secrets` are also hidden wherever they occur. */
 export function maskSecrets(text: string, secrets: readonly string[] = []): string {
   let masked = text.replace(URL_PASSWORD, `$1${MASK}@`).replace(KEY_VALUE_PASSWORD, `$1${MASK}`);
-  for (const secret of secrets) {
+  // Longest first, so a password that contains another is masked whole.
+  for (const secret of [...secrets].sort((a, b) => b.length - a.length)) {
     if (secret.length >= MIN_LITERAL_LENGTH) masked = masked.split(secret).join(MASK);
   }
   return masked;
 }
 
-/** The passwords in these connection strings, as written and percent-decoded. */
-export function passwordsIn(urls: readonly (string | undefined)[]): string[] {
+/** The passwords in these connection strings (URLs or key=value), as written and decoded. */
+export function passwordsIn(texts: readonly (string | undefined)[]): string[] {
   const found = new Set<string>();
-  for (const url of urls) {
-    if (!url) continue;
-    try {
-      const { password } = new URL(url);
-      if (password) {
-        found.add(password);
-        found.add(safeDecode(password));
-      }
-    } catch {
-      // Not a URL: the patterns of maskSecrets still apply to it.
-    }
+  for (const text of texts) {
+    if (!text) continue;
+    // `--source=postgres://…` as one argument.
+    const value = text.replace(/^--[a-z-]+=/, '');
+    for (const password of passwordCandidates(value)) found.add(password);
   }
   return [...found];
 }
 
-function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
+/** `value` with every string in it masked, for JSON output (escaping would defeat the mask). */
+export function maskDeep(value: unknown, mask: (text: string) => string): unknown {
+  if (typeof value === 'string') return mask(value);
+  if (Array.isArray(value)) return value.map((item) => maskDeep(item, mask));
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [key, maskDeep(item, mask)]),
+    );
   }
+  return value;
 }

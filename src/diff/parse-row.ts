@@ -3,7 +3,7 @@
  * turned into the text values to write. Every row problem (schema violation, NULL or repeated
  * key, a row outside the tenant, a value too long for its column) is a `DataError` worded here.
  */
-import type { z } from 'zod';
+import type { z } from 'zod/v4';
 import type { TableDescription } from '../db/types.js';
 import { isExactColumn } from '../entity/columns.js';
 import type { AnyEntity } from '../entity/types.js';

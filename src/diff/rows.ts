@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import type { z } from 'zod/v4';
 import type { AnyEntity, RowOf } from '../entity/types.js';
 import { DataError, formatKey, formatValue } from '../errors.js';
 import { type Canonical, canonical, encodeKey } from './canonical.js';

@@ -1,5 +1,5 @@
 import type { TenantId } from '../db/types.js';
-import type { MeterSyncError } from '../errors.js';
+import { MeterSyncError, type MeterSyncErrorJSON, messageOf } from '../errors.js';
 
 /** A condition worth attention that did not fail the entity; reported once per kind per entity. */
 export interface SyncWarning {
@@ -53,7 +53,10 @@ export interface EntityResult {
   readonly durationMs: number;
 }
 
-/** What a whole run did. */
+/**
+ * What a whole run did. `Name` is the names of the entities that ran: with
+ * `performSync({ only: ['register'] })`, `entities` has `register` alone.
+ */
 export interface SyncResult<Name extends string = string> {
   /** `false` when any entity failed. */
   readonly ok: boolean;
@@ -63,6 +66,65 @@ export interface SyncResult<Name extends string = string> {
   readonly finishedAt: Date;
   /** One result per entity that ran, in the order they ran. */
   readonly entities: { readonly [N in Name]: EntityResult };
+}
+
+/** An {@link EntityResult} as JSON data, from {@link resultToJSON}. */
+export type EntityResultJSON = Omit<EntityResult, 'error'> & {
+  /** Why the entity failed: the error's `toJSON()`. */
+  readonly error?: MeterSyncErrorJSON;
+};
+
+/** A {@link SyncResult} as JSON data, from {@link resultToJSON}. */
+export interface SyncResultJSON<Name extends string = string> {
+  readonly ok: boolean;
+  readonly dryRun: boolean;
+  /** The tenant; a bigint tenant id as a decimal string. */
+  readonly tenantId: string | number | undefined;
+  /** ISO 8601, UTC. */
+  readonly startedAt: string;
+  /** ISO 8601, UTC. */
+  readonly finishedAt: string;
+  readonly entities: { readonly [N in Name]: EntityResultJSON };
+}
+
+/**
+ * A sync result as JSON data, ready for `JSON.stringify`, a log line or a message queue:
+ * bigints (a bigint tenant id, bigint key values in errors) become decimal strings, dates ISO
+ * strings, and each failed entity's error its name, message, entity, key, column, SQLSTATE
+ * `code` and the message of its cause. `JSON.stringify(result)` of the result itself throws on
+ * a bigint tenant id, as it does on any bigint.
+ *
+ * @example
+ * ```ts
+ * const result = await performSync({ source, target, tenantId: 42n });
+ * console.log(JSON.stringify(resultToJSON(result)));
+ * // {"ok":true,"dryRun":false,"tenantId":"42","startedAt":"2024-05-01T10:00:00.000Z",…}
+ * ```
+ */
+export function resultToJSON<Name extends string>(result: SyncResult<Name>): SyncResultJSON<Name> {
+  const entities = {} as { [N in Name]: EntityResultJSON };
+  for (const name of Object.keys(result.entities) as Name[]) {
+    entities[name] = entityResultToJSON(result.entities[name]);
+  }
+  return {
+    ok: result.ok,
+    dryRun: result.dryRun,
+    tenantId: typeof result.tenantId === 'bigint' ? result.tenantId.toString() : result.tenantId,
+    startedAt: result.startedAt.toISOString(),
+    finishedAt: result.finishedAt.toISOString(),
+    entities,
+  };
+}
+
+function entityResultToJSON(entity: EntityResult): EntityResultJSON {
+  const { error, ...rest } = entity;
+  if (error === undefined) return rest;
+  // Typed as a MeterSyncError, but JSON must not depend on it.
+  const json: MeterSyncErrorJSON =
+    error instanceof MeterSyncError
+      ? error.toJSON()
+      : { name: (error as Partial<Error>)?.name ?? 'Error', message: messageOf(error) };
+  return { ...rest, error: json };
 }
 
 /** Counts of one entity, filled in as the run goes. */

@@ -1,5 +1,6 @@
 import { parse as parseArrayLiteral } from 'postgres-array';
-import { z } from 'zod';
+import { z } from 'zod/v4';
+import type * as core from 'zod/v4/core';
 import { JsonNull, type JsonNullValue } from './json-null.js';
 import {
   toBigInt,
@@ -15,7 +16,7 @@ import {
 /** Schemas whose parsing only normalises a driver's form, never changes or rejects a value. */
 const exactSchemas = new WeakSet<object>();
 
-function exact<S extends z.ZodType>(schema: S): S {
+function exact<S extends core.$ZodType>(schema: S): S {
   exactSchemas.add(schema);
   return schema;
 }
@@ -25,12 +26,13 @@ function exact<S extends z.ZodType>(schema: S): S {
  * refinements): those read PostgreSQL's text output themselves and only normalise its form, so
  * the text the source sent is what is written.
  */
-export function isExactColumn(schema: z.ZodType): boolean {
-  const checked = (type: z.ZodType) => (type._zod.def.checks ?? []).length > 0;
-  let inner: z.ZodType = schema;
+export function isExactColumn(schema: core.$ZodType): boolean {
+  // By the schema's kind, not `instanceof`: the schema may come from the project's zod build.
+  const checked = (type: core.$ZodType) => (type._zod.def.checks ?? []).length > 0;
+  let inner: core.$ZodType = schema;
   while (inner._zod.def.type === 'nullable' || inner._zod.def.type === 'optional') {
     if (checked(inner)) return false;
-    inner = (inner._zod.def as unknown as { innerType: z.ZodType }).innerType;
+    inner = (inner._zod.def as core.$ZodNullableDef | core.$ZodOptionalDef).innerType;
   }
   return exactSchemas.has(inner) && !checked(inner);
 }
@@ -55,30 +57,34 @@ export function isExactColumn(schema: z.ZodType): boolean {
  */
 export const col = {
   /** `text`, `varchar`, `char`, `uuid`, `inet`…: a string. */
-  text: () => exact(z.string()),
+  text: (): z.ZodString => exact(z.string()),
   /** `smallint` / `integer`: a JS number; accepts `'502'` as well as `502`. */
-  int: () => exact(z.preprocess(toInteger, z.number().int().min(-2147483648).max(2147483647))),
+  int: (): z.ZodType<number, unknown> =>
+    exact(z.preprocess(toInteger, z.number().int().min(-2147483648).max(2147483647))),
   /** `bigint`: a JS `bigint`, exact beyond 2^53. */
-  bigint: () => exact(z.preprocess(toBigInt, z.bigint())),
+  bigint: (): z.ZodType<bigint, unknown> => exact(z.preprocess(toBigInt, z.bigint())),
   /** `numeric` / `decimal`: a decimal string without insignificant zeros (`'1.5'`, never a float). */
-  numeric: () => exact(z.preprocess(toNumericText, z.string())),
+  numeric: (): z.ZodType<string, unknown> => exact(z.preprocess(toNumericText, z.string())),
   /** `real` / `double precision`: a JS number. */
-  double: () => exact(z.preprocess(toDouble, z.number())),
+  double: (): z.ZodType<number, unknown> => exact(z.preprocess(toDouble, z.number())),
   /** `boolean`. */
-  boolean: () => exact(z.preprocess(toBoolean, z.boolean())),
+  boolean: (): z.ZodType<boolean, unknown> => exact(z.preprocess(toBoolean, z.boolean())),
   /** `timestamp without time zone`: `'YYYY-MM-DDTHH:MM:SS.ffffff'`, microseconds kept. */
-  timestamp: () => exact(z.preprocess(toTimestampText, z.string())),
+  timestamp: (): z.ZodType<string, unknown> => exact(z.preprocess(toTimestampText, z.string())),
   /** `timestamp with time zone`: the instant in UTC, `'YYYY-MM-DDTHH:MM:SS.ffffffZ'`. */
-  timestamptz: () => exact(z.preprocess(toTimestamptzText, z.string())),
+  timestamptz: (): z.ZodType<string, unknown> => exact(z.preprocess(toTimestamptzText, z.string())),
   /** `date`: `'YYYY-MM-DD'`, never shifted by the process's time zone. */
-  date: () => exact(z.preprocess(toDateText, z.string())),
+  date: (): z.ZodType<string, unknown> => exact(z.preprocess(toDateText, z.string())),
   /**
    * `json` / `jsonb`: any JSON value, compared by content, not key order. The JSON value `null`
    * reads as {@link JsonNull}, so it stays distinct from SQL NULL.
    */
-  json: () => exact(z.union([z.custom<JsonNullValue>((value) => value === JsonNull), z.json()])),
+  json: (): z.ZodType<JsonNullValue | core.util.JSONType> =>
+    exact(z.union([z.custom<JsonNullValue>((value) => value === JsonNull), z.json()])),
   /** A PostgreSQL array of `element`; accepts a JS array or an array literal such as `'{1,2}'`. */
-  array: <Element extends z.ZodType>(element: Element) =>
+  array: <Element extends z.ZodType>(
+    element: Element,
+  ): z.ZodType<core.output<Element>[], unknown> =>
     z.preprocess(
       (value) =>
         typeof value === 'string' && value.startsWith('{') ? parseArrayLiteral(value) : value,

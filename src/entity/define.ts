@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import type { z } from 'zod/v4';
 import { DefinitionError } from '../errors.js';
 import type {
   ColumnName,

@@ -1,10 +1,14 @@
-import type { z } from 'zod';
+import type * as core from 'zod/v4/core';
 
-/** The zod object schema that describes an entity's synced columns. */
-export type ColumnsSchema = z.ZodObject;
+/**
+ * The zod object schema that describes an entity's synced columns: `z.object({ … })` from
+ * zod 4 (`'zod'`) or from zod 3.25's `'zod/v4'`. Typed against zod's core (`zod/v4/core`), which
+ * both ship, so the schema is the project's own zod.
+ */
+export type ColumnsSchema = core.$ZodObject;
 
 /** The names of the columns of a columns schema. */
-export type ColumnName<S extends ColumnsSchema> = Extract<keyof S['shape'], string>;
+export type ColumnName<S extends ColumnsSchema> = Extract<keyof S['_zod']['def']['shape'], string>;
 
 /** A possibly schema-qualified table name. */
 export interface TableName {
@@ -82,7 +86,7 @@ export interface Entity<
   /** References to parent entities. */
   readonly references: readonly EntityReference[];
   /** What happens to rows missing on the source. */
-  readonly onMissing: OnMissing<z.output<S>>;
+  readonly onMissing: OnMissing<core.output<S>>;
   /** What a source row that breaks the definition does: fail the entity, or be skipped. */
   readonly invalidRows: 'fail' | 'skip';
 }
@@ -92,7 +96,7 @@ export interface Entity<
 export type AnyEntity = Entity<string, any, string, string | undefined>;
 
 /** The row type of an entity. */
-export type RowOf<E extends AnyEntity> = z.output<E['columns']>;
+export type RowOf<E extends AnyEntity> = core.output<E['columns']>;
 
 /** The key type of an entity: its key columns and their values. */
 export type KeyOf<E extends AnyEntity> = Pick<RowOf<E>, E['key'][number]>;

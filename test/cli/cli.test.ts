@@ -188,7 +188,7 @@ describe('meter-sync sync', () => {
     expect(down.code).toBe(2);
     expectOneLine(down.stderr);
     expect(down.stderr).toMatch(
-      /connecting to the source failed: .*ECONNREFUSED.*; check --source \(or METER_SYNC_SOURCE_URL\)/,
+      /connecting to the source failed: .*ECONNREFUSED.*; check METER_SYNC_SOURCE_URL and that the server accepts connections/,
     );
     expect(down.stdout + down.stderr).not.toContain(password);
   });
@@ -196,11 +196,11 @@ describe('meter-sync sync', () => {
   it.each([
     [
       ['sync', '--target', 'postgres://h/db', '--tenant', '1'],
-      /no source database: give --source URL or set METER_SYNC_SOURCE_URL/,
+      /no source database: give --source or set METER_SYNC_SOURCE_URL/,
     ],
     [
       ['sync', '--source', 'not a url', '--target', 'postgres://h/db'],
-      /--source "not a url" is not a URL; expected postgres:\/\//,
+      /--source is neither a postgres:\/\/ URL nor a keyword\/value string \(host=… dbname=…\)/,
     ],
     [
       ['sync', '--source', 'mysql://u:hunter22@h/db', '--target', 'postgres://h/db'],

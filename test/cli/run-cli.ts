@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The built command, as `npx meter-sync` runs it (`npm test` builds first). */
@@ -17,7 +19,7 @@ export interface CliRun {
  */
 export function runCli(
   args: readonly string[],
-  options: { env?: Record<string, string>; timeoutMs?: number } = {},
+  options: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {},
 ): Promise<CliRun> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build (npm test does)`);
   const env = { ...process.env };
@@ -26,6 +28,7 @@ export function runCli(
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       env: { ...env, ...options.env },
+      ...(options.cwd ? { cwd: options.cwd } : {}),
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: options.timeoutMs ?? 60_000,
     });
@@ -47,3 +50,22 @@ export function tableRow(stdout: string, entity: string): string[] | undefined {
   const line = stdout.split('\n').find((text) => text.trim().startsWith(`${entity} `));
   return line?.trim().split(/\s+/).slice(1, 6);
 }
+
+/**
+ * A project directory of its own, with `meter-sync` installed (a link to this package) and a
+ * package.json, as a config file would find them.
+ */
+export function projectDirectory(files: Record<string, string>): string {
+  const root = mkdtempSync(join(tmpdir(), 'meter-sync-project-'));
+  mkdirSync(join(root, 'node_modules'));
+  symlinkSync(PACKAGE_ROOT, join(root, 'node_modules', 'meter-sync'), 'dir');
+  symlinkSync(join(PACKAGE_ROOT, 'node_modules', 'zod'), join(root, 'node_modules', 'zod'), 'dir');
+  writeFileSync(join(root, 'package.json'), JSON.stringify({ name: 'site', type: 'module' }));
+  for (const [path, text] of Object.entries(files)) {
+    mkdirSync(dirname(join(root, path)), { recursive: true });
+    writeFileSync(join(root, path), text);
+  }
+  return root;
+}
+
+const PACKAGE_ROOT = fileURLToPath(new URL('../..', import.meta.url));

@@ -38,8 +38,13 @@ describe('SyncDatabase on PostgreSQL', () => {
       table: { schema: 'Sync Data', name: 'reading' },
       key: ['meter_id', 'element'],
     });
-    expect(await createPgSyncDatabase(pool).upsert(qualified, [row])).toBe(1);
+    const written = await createPgSyncDatabase(pool).transaction((tx) =>
+      tx.write(qualified, [['1', 'A', '1', '1', null, null]], {}),
+    );
+    expect(written.inserted).toEqual([['1', 'A']]);
     await pool.query(`ALTER DATABASE ${name} SET search_path = "Sync Data", public`);
-    expect(await createPgSyncDatabase(openPool(url)).query(reading)).toEqual([row]);
+    expect(await createPgSyncDatabase(openPool(url)).query(reading)).toEqual([
+      { meter_id: 1n, element: 'A', tenant_id: 1, value: '1', tags: null, extra: null },
+    ]);
   });
 });

@@ -48,7 +48,7 @@ afterAll(async () => {
     const cleanup = new pg.Client({ connectionString: inject('postgresUrl') });
     await cleanup.connect();
     for (const name of databases.splice(0)) {
-      await cleanup.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).catch(() => undefined);
+      await cleanup.query(`DROP DATABASE IF EXISTS "${name}"`).catch(() => undefined);
     }
     await cleanup.end();
   }

@@ -16,7 +16,9 @@ async function* stream(rows: [number[], string][]) {
 
 async function differences(source: [number[], string][], target: [number[], string][]) {
   const found: KeyDifference[] = [];
-  await mergeKeyHashes(stream(source), stream(target), (d) => found.push(d));
+  await mergeKeyHashes(stream(source), stream(target), (d) => {
+    found.push(d);
+  });
   return found.map((d) => `${d.kind}:${d.key.join('/')}`);
 }
 

@@ -5,9 +5,14 @@ import {
   col,
   createRegistry,
   defineEntity,
+  type EntityResult,
   type JsonNullValue,
   type KeyOf,
+  type PgPool,
+  performSync,
   type RowOf,
+  resultToJSON,
+  type SyncResult,
 } from '../../src/index.js';
 
 const columns = z.object({
@@ -83,3 +88,31 @@ describe('entity definitions are checked by the compiler', () => {
 });
 
 const thingWithJson = defineEntity({ name: 'j', table: 'j', columns, key: ['id'] });
+
+declare const pool: PgPool;
+
+describe('sync results are typed by the entities that ran', () => {
+  it('has every entity of the run without only, and just those in only with it', async () => {
+    const all = await performSync({ source: pool, target: pool, tenantId: 1 });
+    expectTypeOf(all).toEqualTypeOf<
+      SyncResult<'device' | 'meter' | 'register' | 'device_register'>
+    >();
+    const some = await performSync({ source: pool, target: pool, tenantId: 1, only: ['register'] });
+    expectTypeOf(some.entities).toEqualTypeOf<{ readonly register: EntityResult }>();
+    // @ts-expect-error meter did not run
+    some.entities.meter;
+    expectTypeOf(resultToJSON(some).entities).toHaveProperty('register');
+    // @ts-expect-error not an entity of the registry
+    await performSync({ source: pool, target: pool, tenantId: 1, only: ['ghost'] });
+  });
+
+  it('narrows custom registries too', async () => {
+    const thing = defineEntity({ name: 'thing', table: 'thing', columns, key: ['id'] });
+    const other = defineEntity({ name: 'other', table: 'other', columns, key: ['id'] });
+    const entities = createRegistry([thing, other]);
+    const both = await performSync({ source: pool, target: pool, entities });
+    expectTypeOf<keyof typeof both.entities>().toEqualTypeOf<'thing' | 'other'>();
+    const one = await performSync({ source: pool, target: pool, entities, only: ['other'] });
+    expectTypeOf<keyof typeof one.entities>().toEqualTypeOf<'other'>();
+  });
+});

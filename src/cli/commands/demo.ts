@@ -1,5 +1,6 @@
+import { PGliteMissingError } from '../../demo/embedded-postgres.js';
 import { runDemo } from '../../demo/run-demo.js';
-import { ExitCode, type ExitCodeValue } from '../exit-codes.js';
+import { CliError, ExitCode, type ExitCodeValue } from '../exit-codes.js';
 import type { Output } from '../output.js';
 import { renderResult } from '../render-result.js';
 
@@ -17,6 +18,9 @@ export async function runDemoCommand(output: Output): Promise<ExitCodeValue> {
         output.print(`   ${line}`.trimEnd());
       output.print();
     },
+  }).catch((error: unknown) => {
+    if (error instanceof PGliteMissingError) throw new CliError(error.message, ExitCode.usage);
+    throw error;
   });
   ok &&= outcome.third.ok;
   output.print();

@@ -14,6 +14,14 @@ const ADVICE: Record<string, string> = {
   '57014': 'the statement was cancelled (statement_timeout)',
   '55P03': 'a lock was not granted in time (lock_timeout); another session holds it',
   '40001': 'a concurrent transaction conflicted; the next run retries',
+  '40P01': 'a deadlock with another transaction; trying again can succeed',
+  '57P01':
+    'the server ended the connection (shutdown or pg_terminate_backend); trying again can succeed',
+  '57P03': 'the server is starting up, shutting down or in recovery; try again shortly',
+  '57P04': 'on a hot standby: the database was dropped on the primary',
+  '53300':
+    "too many connections (max_connections, or the role's CONNECTION LIMIT); use fewer or raise the limit",
+  '08006': 'the connection failed; trying again can succeed',
 };
 
 /** Wraps a driver error as a `DatabaseError` naming the entity and what was being done. */
