@@ -165,7 +165,7 @@ export async function mergeKeyHashes<S extends KeyHashRow>(
     // Synchronous while both sides have rows at hand; await only to refill a batch.
     while (s.ready() && t.ready() && !(s.done && t.done)) {
       const order = s.done ? 1 : t.done ? -1 : compareKeys(s.row.key, t.row.key, orders);
-      let pending: void | Promise<void>;
+      let pending: unknown;
       if (order < 0) {
         pending = found({ kind: 'new', key: s.row.key, row: s.row });
         s.advance();
@@ -179,7 +179,7 @@ export async function mergeKeyHashes<S extends KeyHashRow>(
         t.advance();
       }
       // A consumer that flushes a batch of changes makes the walk wait for it.
-      if (pending) await pending;
+      if (pending instanceof Promise) await pending;
     }
     await Promise.all([s.fill(), t.fill()]);
   }

@@ -40,6 +40,8 @@ interface ColumnRule {
 /** Parses rows of one entity; build once per entity and run. */
 export interface RowParser {
   parse(values: readonly TextValue[]): ParsedRow | DataError;
+  /** A key as the schema reads it (`{ id: 5n }`), for errors; text where the schema refuses it. */
+  keyOf(keyTexts: readonly (string | null)[]): Record<string, unknown>;
 }
 
 /**
@@ -70,15 +72,30 @@ export function rowParser(
     entity.tenantColumn === undefined ? -1 : entity.columnNames.indexOf(entity.tenantColumn);
   const objectChecks = ((entity.columns as z.ZodObject)._zod.def.checks ?? []).length > 0;
 
+  const keyRules = entity.key.map(
+    (column) => rules.find((rule) => rule.name === column) as ColumnRule,
+  );
+  const keyOf = (keyTexts: readonly (string | null)[]) =>
+    Object.fromEntries(
+      keyRules.map((rule, i) => {
+        const text = keyTexts[i] ?? null;
+        const parsed = text === null ? undefined : parseColumn(rule, text);
+        return [
+          rule.name,
+          parsed === undefined || typeof parsed === 'string' ? text : parsed.output,
+        ];
+      }),
+    );
   return {
+    keyOf,
     parse(values) {
       const keyTexts = keyIndexes.map((index) => values[index] ?? null);
-      const at = (column?: string) => ({ entity, side, keyTexts, column });
+      const at = (column?: string) => ({ entity, side, keyTexts, column, key: keyOf(keyTexts) });
       const nullKey = keyIndexes.find((index) => values[index] === null);
       if (nullKey !== undefined) return nullKeyError(entity, 1, entity.columnNames[nullKey]);
       if (tenantIndex >= 0 && tenant !== undefined && values[tenantIndex] !== tenant) {
         return rowError(
-          at(entity.tenantColumn),
+          { ...at(entity.tenantColumn), named: false },
           `has ${entity.tenantColumn}=${values[tenantIndex] ?? 'NULL'}, outside the run's tenant ${tenant}; the source query must filter by $1`,
         );
       }
@@ -179,7 +196,7 @@ function characterLimit(type: string | undefined): number | undefined {
   return limit === undefined ? undefined : Number(limit);
 }
 
-/** The key of a row as `column=value` pairs, from its key texts. */
+/** The key of a row as `column=value` pairs, values as their text. */
 export function keyObject(entity: AnyEntity, keyTexts: readonly (string | null)[]) {
   return Object.fromEntries(entity.key.map((column, i) => [column, keyTexts[i] ?? null]));
 }
@@ -201,12 +218,14 @@ function rowError(
     side: 'source' | 'stored';
     keyTexts: readonly (string | null)[];
     column?: string | undefined;
+    key: Record<string, unknown>;
+    /** Whether the message names the column (a tenant mismatch says it in its own words). */
+    named?: boolean;
   },
   problem: string,
 ): DataError {
-  const { entity, keyTexts, column } = where;
-  const key = keyObject(entity, keyTexts);
-  const subject = column === undefined ? '' : ` column "${column}"`;
+  const { entity, keyTexts, column, key } = where;
+  const subject = column === undefined || where.named === false ? '' : ` column "${column}"`;
   return new DataError(
     `${entity.name}: ${where.side} row ${describeKeyTexts(entity, keyTexts)}${subject} ${problem}`,
     {
@@ -231,8 +250,11 @@ export function nullKeyError(entity: AnyEntity, rows: number, column?: string): 
 }
 
 /** A key the source returns more than once. */
-export function repeatedKeyError(entity: AnyEntity, keyTexts: readonly string[]): DataError {
-  const key = keyObject(entity, keyTexts);
+export function repeatedKeyError(
+  entity: AnyEntity,
+  keyTexts: readonly string[],
+  key: Record<string, unknown> = keyObject(entity, keyTexts),
+): DataError {
   return new DataError(
     `${entity.name}: the source returned key ${describeKeyTexts(entity, keyTexts)} more than once; the key (${entity.key.join(', ')}) must be unique`,
     { entity: entity.name, key },

@@ -13,6 +13,7 @@
 import type {
   BucketSelection,
   ReadRequest,
+  SourceRow,
   SyncDatabase,
   TableDescription,
   TextKey,
@@ -20,7 +21,7 @@ import type {
   TextValue,
 } from '../db/types.js';
 import { encodeValue } from '../diff/decode.js';
-import { keyOrders, mergeKeyHashes, RepeatedKey } from '../diff/merge.js';
+import { keyOrders, mergeKeyHashes } from '../diff/merge.js';
 import {
   describeKeyTexts,
   nullKeyError,
@@ -68,22 +69,32 @@ export async function syncEntityRows(
 
   // 1. Candidates.
   const candidates = await chooseCandidates(context, db, entity, request);
-  progress('comparing', candidates.sourceRows ?? 0);
   const parser = rowParser(
     entity,
     description,
     entity.tenantColumn === undefined ? undefined : context.tenantText,
   );
   await reportNullKeys(context, entity, request, candidates.nullKeys, parser, outcome);
+  const read: ReadRequest = { ...request, buckets: candidates.buckets };
+  context.logger.debug?.(
+    {
+      entity: entity.name,
+      hash: request.hash,
+      candidates: candidates.buckets === undefined ? 'all' : 'buckets',
+      ...(candidates.buckets
+        ? { buckets: candidates.buckets.count, differing: candidates.buckets.only?.length }
+        : {}),
+    },
+    'entity compared',
+  );
   if (candidates.buckets?.only?.length === 0) {
     outcome.unchanged += candidates.sourceRows ?? 0;
     return outcome.build();
   }
-  const read: ReadRequest = { ...request, buckets: candidates.buckets };
 
   // 2–5. Merge both sides in key order; apply changes a batch at a time.
   let seen = 0;
-  let upserts: { readonly values: TextRow; readonly isNew: boolean }[] = [];
+  let upserts: Candidate[] = [];
   let missing: TextKey[] = [];
   const flushUpserts = async () => {
     const batch = upserts;
@@ -103,34 +114,65 @@ export async function syncEntityRows(
       yield batch;
     }
   };
-  try {
-    await mergeKeyHashes(
-      counted(context.source.rows(entity, read)),
-      db.keyHashes(entity, read),
-      async (difference) => {
-        if (difference.kind === 'missing') {
-          missing.push(difference.key);
-          if (missing.length >= BATCH_ROWS) await flushMissing();
-          return;
-        }
-        upserts.push({ values: difference.row.values, isNew: difference.kind === 'new' });
-        if (upserts.length >= BATCH_ROWS) await flushUpserts();
-      },
-      keyOrders(entity, description),
-    );
-  } catch (error) {
-    if (error instanceof RepeatedKey) {
-      const repeated = repeatedKeyError(entity, error.key);
-      if (error.side === 'source') throw repeated;
-    }
-    throw error;
-  }
+  await mergeKeyHashes(
+    collapseRepeatedKeys(counted(context.source.rows(entity, read))),
+    db.keyHashes(entity, read),
+    async (difference) => {
+      if (difference.kind === 'missing') {
+        missing.push(difference.key);
+        if (missing.length >= BATCH_ROWS) await flushMissing();
+        return;
+      }
+      upserts.push({
+        values: difference.row.values,
+        isNew: difference.kind === 'new',
+        repeats: difference.row.repeats,
+      });
+      if (upserts.length >= BATCH_ROWS) await flushUpserts();
+    },
+    keyOrders(entity, description),
+  );
+  progress('comparing', seen);
   await flushUpserts();
   await flushMissing();
   const sourceRows = candidates.buckets === undefined ? seen : (candidates.sourceRows ?? seen);
   outcome.unchanged += sourceRows - outcome.sourceRowsAccountedFor();
   return outcome.build();
 }
+
+/** A new or changed source row; `repeats` when the source returned its key more than once. */
+interface Candidate {
+  readonly values: TextRow;
+  readonly isNew: boolean;
+  readonly repeats?: number | undefined;
+}
+
+/**
+ * Rows whose key the source repeats (adjacent, the stream being in key order) become one row
+ * marked with the count and a hash no stored row has: the key stays matched to its target row,
+ * which is kept, and the row is judged as a whole where every row problem is.
+ */
+async function* collapseRepeatedKeys(
+  batches: AsyncIterable<readonly SourceRow[]>,
+): AsyncGenerator<(SourceRow & { readonly repeats?: number })[]> {
+  let held: (SourceRow & { repeats?: number }) | undefined;
+  for await (const batch of batches) {
+    const out: (SourceRow & { repeats?: number })[] = [];
+    for (const row of batch) {
+      if (held && sameKey(held.key, row.key)) {
+        held = { ...held, hash: REPEATED, repeats: (held.repeats ?? 1) + 1 };
+        continue;
+      }
+      if (held) out.push(held);
+      held = row;
+    }
+    if (out.length > 0) yield out;
+  }
+  if (held) yield [held];
+}
+
+const REPEATED = '\u0000repeated';
+const sameKey = (a: TextKey, b: TextKey) => a.length === b.length && a.every((v, i) => v === b[i]);
 
 interface Candidates {
   /** Only these buckets of keys; every key when undefined. */
@@ -212,12 +254,19 @@ async function applyUpserts(
   db: SyncDatabase,
   entity: AnyEntity,
   parser: ReturnType<typeof rowParser>,
-  batch: readonly { readonly values: TextRow; readonly isNew: boolean }[],
+  batch: readonly Candidate[],
   outcome: OutcomeBuilder,
 ): Promise<void> {
   if (batch.length === 0) return;
   const parsed: { row: ParsedRow; isNew: boolean }[] = [];
-  for (const { values, isNew } of batch) {
+  for (const { values, isNew, repeats } of batch) {
+    if (repeats !== undefined) {
+      const key = entity.key.map((column) => values[entity.columnNames.indexOf(column)] as string);
+      const problem = repeatedKeyError(entity, key, parser.keyOf(key));
+      if (entity.invalidRows === 'fail') throw problem;
+      outcome.invalid(problem, repeats, true);
+      continue;
+    }
     const row = parser.parse(values);
     if (row instanceof DataError) {
       if (entity.invalidRows === 'fail') throw row;
@@ -274,9 +323,12 @@ async function applyMissing(
   db: SyncDatabase,
   entity: AnyEntity,
   description: TableDescription,
-  keys: readonly TextKey[],
+  missing: readonly TextKey[],
   outcome: OutcomeBuilder,
 ): Promise<void> {
+  // A dry run leaves the rows a parent's deletion took with it in place: they are gone already.
+  const removed = context.dryRun ? context.projection(entity).removed : undefined;
+  const keys = removed ? missing.filter((key) => !removed.has(encodeKey(key))) : missing;
   if (keys.length === 0) return;
   const scope = context.scopeOf(entity);
   if (entity.onMissing !== 'delete') {
@@ -395,7 +447,9 @@ class OutcomeBuilder {
         problem.key
           ? describeKeyTexts(
               this.entity,
-              this.entity.key.map((c) => problem.key?.[c] as string | null),
+              this.entity.key.map((c) =>
+                problem.key?.[c] == null ? null : String(problem.key[c]),
+              ),
             )
           : '(key unreadable)',
       );

@@ -80,7 +80,12 @@ export const col = {
    * reads as {@link JsonNull}, so it stays distinct from SQL NULL.
    */
   json: (): z.ZodType<JsonNullValue | core.util.JSONType> =>
-    exact(z.union([z.custom<JsonNullValue>((value) => value === JsonNull), z.json()])),
+    exact(
+      z.preprocess(
+        fromJsonText,
+        z.union([z.custom<JsonNullValue>((value) => value === JsonNull), z.json()]),
+      ),
+    ) as unknown as z.ZodType<JsonNullValue | core.util.JSONType>,
   /** A PostgreSQL array of `element`; accepts a JS array or an array literal such as `'{1,2}'`. */
   array: <Element extends z.ZodType>(
     element: Element,
@@ -91,3 +96,14 @@ export const col = {
       z.array(element),
     ),
 } as const;
+
+/** PostgreSQL's text of a json value as the value; JSON `null` as {@link JsonNull}. */
+function fromJsonText(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  try {
+    const parsed: unknown = JSON.parse(value);
+    return parsed === null ? JsonNull : parsed;
+  } catch {
+    return value;
+  }
+}

@@ -14,9 +14,9 @@ describe('identifiers that need quoting, and values that look like SQL', () => {
     CREATE TABLE victim (id int)`;
   const tenant = `o'brien"; DELETE FROM victim; --`;
 
-  it.each(['set-based', 'in-memory'] as const)(
-    'sync on the %s path and harm nothing',
-    async (path) => {
+  it.each(['col schemas', 'a refining schema'] as const)(
+    'sync with %s and harm nothing',
+    async (style) => {
       const remote = await createDatabase('ident_remote');
       const local = await createDatabase('ident_local');
       await remote.pool.query(ddl('Source "Schema"'));
@@ -28,7 +28,7 @@ describe('identifiers that need quoting, and values that look like SQL', () => {
       await remote.pool.query('INSERT INTO victim VALUES (1)');
       await local.pool.query('INSERT INTO victim VALUES (1)');
       const order =
-        path === 'set-based'
+        style === 'col schemas'
           ? col.text().nullable()
           : col
               .text()
@@ -57,7 +57,7 @@ describe('identifiers that need quoting, and values that look like SQL', () => {
         logger,
       });
       expect(first.entities['odd "entity"']).toMatchObject({ status: 'ok', inserted: 2 });
-      expect(lines.find((line) => line.message === 'entity path chosen')?.data.path).toBe(path);
+      expect(lines.find((line) => line.message === 'entity compared')?.data.hash).toBe('sql');
       const rows = await local.pool.query(
         `SELECT "select", "Col X", "order", "Value"::text FROM "Sync Data"."${table.replace(/"/g, '""')}" ORDER BY 1`,
       );

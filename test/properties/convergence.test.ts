@@ -21,8 +21,8 @@ const item = defineEntity({
   source: { table: 'remote_item', columns: { site: 'site_no', label: 'title' } },
 });
 
-/** The same entity with a schema that refines a value, which keeps it on the in-memory path. */
-const itemCheckedInMemory = defineEntity({
+/** The same entity with a schema that refines a value: every row it writes is validated by it. */
+const itemRefined = defineEntity({
   ...item,
   columns: item.columns.extend({
     label: col
@@ -133,15 +133,15 @@ async function convergenceHolds(
   source: Row[],
   target: Row[],
   entity: typeof item = item,
-  path: 'set-based' | 'in-memory' = 'in-memory',
+  hash: 'sql' | 'text' = 'text',
 ) {
   await fill(sides, source, target);
   const heldByTenant2 = new Set(target.filter((r) => r.tenant_id === 2).map(keyOf));
-  const paths: unknown[] = [];
+  const hashes: unknown[] = [];
   const logger = {
     ...silentLogger,
     debug: (data: Record<string, unknown>, message: string) => {
-      if (message === 'entity path chosen') paths.push(data.path);
+      if (message === 'entity compared') hashes.push(data.hash);
     },
   };
   const first = await performSync({
@@ -151,7 +151,7 @@ async function convergenceHolds(
     entities: [entity],
     logger,
   });
-  expect(paths).toEqual([path]);
+  expect(hashes).toEqual([hash]);
   expect(first.entities.item.error).toBeUndefined();
 
   const after = await readTarget(sides);
@@ -203,14 +203,14 @@ describe('after a sync the target equals the source within scope (property)', ()
     afterAll(() => undefined);
 
     it.each([
-      ['set-based', item],
-      ['in-memory', itemCheckedInMemory],
-    ] as const)('holds on the %s path', async (path, entity) => {
+      ['col schemas', item],
+      ['a refining schema', itemRefined],
+    ] as const)('holds with %s', async (_style, entity) => {
       await fc.assert(
         fc.asyncProperty(table, table, async (source, target) => {
           await sides.source.query('TRUNCATE remote_item');
           await sides.target.query('TRUNCATE item');
-          await convergenceHolds(sides, source, target, entity, path);
+          await convergenceHolds(sides, source, target, entity, 'sql');
         }),
         { numRuns: 50 },
       );

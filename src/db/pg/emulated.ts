@@ -4,6 +4,7 @@
  * print, so the rows they hold are judged exactly as a server's would be, and their rows are
  * ordered here.
  */
+import { parse as parseArrayLiteral } from 'postgres-array';
 import { arrayLiteral } from '../../diff/decode.js';
 import { compareKeys, type KeyOrder } from '../../diff/merge.js';
 import { textHash } from '../text-hash.js';
@@ -63,4 +64,23 @@ export function orderedKeyHashes<R extends KeyHash>(
     out.push(make(key as string[], textHash(values), values));
   }
   return out.sort((a, b) => compareKeys(a.key, b.key, orders));
+}
+
+/** Whether two texts of a column say the same value: JSON and arrays by content, the rest as text. */
+export function sameEmulatedText(
+  a: TextValue,
+  b: TextValue,
+  info: ColumnInfo | undefined,
+): boolean {
+  if (a === b) return true;
+  if (a === null || b === null) return false;
+  try {
+    if (info?.kind === 'json')
+      return JSON.stringify(JSON.parse(a)) === JSON.stringify(JSON.parse(b));
+    if (info?.kind === 'array')
+      return JSON.stringify(parseArrayLiteral(a)) === JSON.stringify(parseArrayLiteral(b));
+  } catch {
+    return false;
+  }
+  return false;
 }

@@ -97,7 +97,7 @@ export function sourceShape(
     const target = description.get(column)?.type;
     const plain = columnOf(SOURCE, column);
     return target !== undefined && sourceTypes.get(column) !== target && castable.has(target)
-      ? `CAST(${plain} AS ${target})`
+      ? `CAST(${plain} AS ${withoutLength(target)})`
       : plain;
   };
   return shapeOf(
@@ -108,6 +108,19 @@ export function sourceShape(
     scoped ? [tenantParameter(scope)] : [],
     value,
   );
+}
+
+/**
+ * A type without the length of a character or bit string: an explicit cast to `varchar(5)`
+ * would cut a longer value silently, where writing it refuses it (and the length check names the
+ * row). `character` alone means `character(1)`: bpchar. Numeric precision and time precision
+ * stay: the target rounds to them on every write, so values compare as they will be stored.
+ */
+export function withoutLength(type: string): string {
+  return type
+    .replace(/^(character varying|character|bit varying|bit)\(\d+\)/, '$1')
+    .replace(/^character(?! varying)/, 'bpchar')
+    .replace(/^bit(?! varying)/, 'bit varying');
 }
 
 function tenantParameter(scope: Scope): unknown {

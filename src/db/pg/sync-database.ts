@@ -16,7 +16,7 @@ import type {
 } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
 import { cursorRows, FETCH_ROWS } from './cursor.js';
-import { emulatedRows, orderedKeyHashes } from './emulated.js';
+import { emulatedRows, orderedKeyHashes, sameEmulatedText } from './emulated.js';
 import { databaseError } from './errors.js';
 import { toParameter } from './params.js';
 import { onConnectionLost, type PgClient, type PgPool } from './pool.js';
@@ -555,7 +555,12 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
           const existing = byKey.get(JSON.stringify(key));
           if (!existing) inserted.push(key);
           else if (tenantIndex >= 0 && existing[tenantIndex] !== row[tenantIndex]) continue;
-          else if (textHash(existing) === textHash(row)) continue;
+          else if (
+            entity.columnNames.every((column: string, i: number) =>
+              sameEmulatedText(existing[i] ?? null, row[i] ?? null, description.get(column)),
+            )
+          )
+            continue;
           else updated.push(key);
           changed.push(row);
         }
@@ -604,15 +609,28 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       const description = await described(entity);
       const tenant = tenantFilter(entity, scope);
       const assignments = Object.entries(set);
-      const statements = (await emulated())
-        ? updateStatements(entity.table, assignments, entity.key, keys as unknown[][], tenant)
-        : updateByKeyArrays(
-            entity.table,
-            assignments,
-            { columns: entity.key, types: typed(description, entity.key).map((c) => c.type) },
-            keys as unknown[][],
-            tenant,
-          );
+      if (await emulated()) {
+        // Only rows that do not hold the values yet, as the server's statement does.
+        const positions = assignments.map(([column]) => entity.columnNames.indexOf(column));
+        const differing = matching(entity, await emulatedScan(entity, scope, description), keys)
+          .filter((row) => positions.some((p, i) => row[p] !== assignments[i]?.[1]))
+          .map((row) => keyTexts(entity, row));
+        const statements = updateStatements(
+          entity.table,
+          assignments,
+          entity.key,
+          differing,
+          tenant,
+        );
+        return (await executeAll(entity, `updating ${differing.length} rows`, statements)).count;
+      }
+      const statements = updateByKeyArrays(
+        entity.table,
+        assignments,
+        { columns: entity.key, types: typed(description, entity.key).map((c) => c.type) },
+        keys as unknown[][],
+        tenant,
+      );
       return (await executeAll(entity, `updating ${keys.length} rows`, statements)).count;
     },
   };

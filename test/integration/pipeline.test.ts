@@ -4,31 +4,31 @@ import { col, DataError, defineEntity, performSync, type SyncEvent } from '../..
 import { recordingLogger } from '../support/pgmem.js';
 import { builtInPairOnPostgres, createDatabase, recordingPool } from '../support/postgres.js';
 
-const pathOf = (lines: ReturnType<typeof recordingLogger>['lines'], entity: string) =>
-  lines.find((line) => line.message === 'entity path chosen' && line.data.entity === entity)?.data;
+const comparedAs = (lines: ReturnType<typeof recordingLogger>['lines'], entity: string) =>
+  lines.find((line) => line.message === 'entity compared' && line.data.entity === entity)?.data;
 
-describe('the set-based path (PostgreSQL on both sides)', () => {
-  it('is taken for the built-ins, and skipped with a reason for a dry run', async () => {
+describe('the pipeline on PostgreSQL on both sides', () => {
+  it('compares with typed hashes in SQL, in a sync and in a dry run alike', async () => {
     const { remote, local } = await builtInPairOnPostgres([1]);
     const { lines, logger } = recordingLogger();
     await performSync({ source: remote.pool, target: local.pool, tenantId: 1, logger });
-    expect(pathOf(lines, 'register')).toMatchObject({ path: 'set-based' });
-    expect(pathOf(lines, 'device_register')).toMatchObject({ path: 'set-based' });
+    // Into an empty table every key is a candidate; afterwards the fingerprints choose.
+    expect(comparedAs(lines, 'register')).toMatchObject({ hash: 'sql', candidates: 'all' });
     lines.length = 0;
-    await performSync({
+    await remote.pool.query("UPDATE register SET unit = 'MWh' WHERE register_id = 102");
+    const planned = await performSync({
       source: remote.pool,
       target: local.pool,
       tenantId: 1,
       logger,
       dryRun: true,
     });
-    expect(pathOf(lines, 'register')).toMatchObject({
-      path: 'in-memory',
-      reason: 'dry runs compare in memory',
-    });
+    expect(comparedAs(lines, 'register')).toMatchObject({ hash: 'sql', candidates: 'all' });
+    expect(comparedAs(lines, 'device')).toMatchObject({ hash: 'sql', differing: 0 });
+    expect(planned.entities.register).toMatchObject({ updated: 1, unchanged: 3 });
   });
 
-  it('skips junction rows whose register is missing, as the in-memory path does', async () => {
+  it('skips junction rows whose register is missing', async () => {
     const { remote, local } = await builtInPairOnPostgres([1, 2]);
     const result = await performSync({ source: remote.pool, target: local.pool, tenantId: 1 });
     expect(result.entities.device_register).toMatchObject({
@@ -50,11 +50,10 @@ describe('the set-based path (PostgreSQL on both sides)', () => {
     expect(
       Object.values(unchanged.entities).every((e) => e.inserted + e.updated + e.deleted === 0),
     ).toBe(true);
-    // Only the per-bucket fingerprints travel: no COPY of rows or of per-row hashes.
-    const copies = quiet.statements.filter((s) => s.startsWith('COPY'));
-    expect(copies.length).toBeGreaterThan(0);
-    for (const copy of copies)
-      expect(copy).toMatch(/^COPY \(SELECT string_agg\(int8send.* TO STDOUT \(FORMAT binary\)$/s);
+    // Only the per-bucket fingerprints travel: no cursor over rows or per-row hashes.
+    const fingerprints = quiet.statements.filter((s) => s.startsWith('SELECT encode(string_agg'));
+    expect(fingerprints.length).toBe(4);
+    expect(quiet.statements.filter((s) => s.startsWith('DECLARE'))).toEqual([]);
 
     await remote.pool.query("UPDATE register SET unit = 'MWh' WHERE register_id = 102");
     const events: SyncEvent[] = [];
@@ -68,7 +67,8 @@ describe('the set-based path (PostgreSQL on both sides)', () => {
     const read = events.filter(
       (e) => e.type === 'entity-progress' && e.entity === 'register' && e.phase === 'reading',
     );
-    expect(read.map((e) => (e.type === 'entity-progress' ? e.rows : -1))).toEqual([1]);
+    // The rows of the differing bucket travel (here all four registers share one).
+    expect(read.map((e) => (e.type === 'entity-progress' ? e.rows : -1))).toEqual([4]);
   });
 
   it('sees the same change made to several rows of one bucket (an even number cannot cancel out)', async () => {
@@ -109,20 +109,19 @@ describe('the set-based path (PostgreSQL on both sides)', () => {
     ]);
   });
 
-  it('compares in memory, with one warning, when a column type differs beyond canonical text', async () => {
+  it("reads a source column as the target column's type where the two differ", async () => {
     const { remote, local } = await builtInPairOnPostgres([1]);
     await remote.pool.query('ALTER TABLE meter ALTER COLUMN port TYPE text USING port::text');
     const result = await performSync({ source: remote.pool, target: local.pool, tenantId: 1 });
-    expect(result.entities.meter).toMatchObject({ status: 'ok', inserted: 6 });
-    expect(result.entities.meter.warnings.map((w) => w.code)).toEqual(['compared-by-value']);
-    expect(result.entities.meter.warnings[0]?.message).toMatch(
-      /"port" is text on the source and integer on the target/,
-    );
-    expect(result.entities.register.warnings).toEqual([]);
+    expect(result.entities.meter).toMatchObject({ status: 'ok', inserted: 6, warnings: [] });
+    const ports = 'SELECT DISTINCT meter_id::int AS id, port::int AS port FROM meter ORDER BY 1';
+    expect((await local.pool.query(ports)).rows).toEqual((await remote.pool.query(ports)).rows);
+    const again = await performSync({ source: remote.pool, target: local.pool, tenantId: 1 });
+    expect(again.entities.meter).toMatchObject({ inserted: 0, updated: 0, deleted: 0 });
   });
 });
 
-describe('source rows are validated on the set-based path too', () => {
+describe('source rows are validated wherever they go', () => {
   const reading = defineEntity({
     name: 'reading',
     table: 'reading',
@@ -182,7 +181,7 @@ describe('source rows are validated on the set-based path too', () => {
   );
 });
 
-describe('soft deletes on the set-based path', () => {
+describe('soft deletes', () => {
   it('soft-deletes a missing row once and revives it when it returns', async () => {
     const site = defineEntity({
       name: 'site',
@@ -220,8 +219,8 @@ describe('soft deletes on the set-based path', () => {
   });
 });
 
-describe('failures on the set-based path', () => {
-  it('fails an entity whose source errors in the middle of a COPY, and the next entity still runs', async () => {
+describe('failures while reading', () => {
+  it('fails an entity whose source errors in the middle of its rows, and the next entity still runs', async () => {
     const { remote, local } = await builtInPairOnPostgres([1]);
     await remote.pool.query(
       'CREATE TABLE numbers AS SELECT i AS id, 1 AS tenant_id FROM generate_series(1, 20000) AS i',
@@ -235,7 +234,7 @@ describe('failures on the set-based path', () => {
       columns: z.object({ id: col.int(), tenant_id: col.int(), inverse: col.numeric() }),
       key: ['id'],
       tenantColumn: 'tenant_id',
-      // Row 15000 divides by zero, well into the COPY stream.
+      // Row 15000 divides by zero, well into the stream of rows.
       source: {
         query:
           'SELECT id, tenant_id, 1.0 / (id - 15000) AS inverse FROM numbers WHERE tenant_id = $1',
@@ -249,7 +248,7 @@ describe('failures on the set-based path', () => {
       entities: [numbers, ...(await import('../../src/index.js')).builtInEntities],
       logger,
     });
-    expect(pathOf(lines, 'numbers')).toMatchObject({ path: 'set-based' });
+    expect(comparedAs(lines, 'numbers')).toMatchObject({ hash: 'sql' });
     expect(result.entities.numbers.status).toBe('failed');
     expect(result.entities.numbers.error?.message).toMatch(
       /numbers: reading the source failed: division by zero/,
