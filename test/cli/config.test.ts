@@ -78,7 +78,7 @@ export default defineConfig({
       cwd,
       env: { METER_SYNC_TARGET_URL: local.url },
     });
-    expect(debug.stderr).toMatch(/entity path chosen entity=alarm_threshold path=set-based/);
+    expect(debug.stderr).toMatch(/entity compared entity=alarm_threshold hash=sql/);
 
     // --tenant overrides tenantId, --target overrides the file's target.
     const flags = await runCli(['sync', '--tenant', '2', '--target', local.url, '--json'], { cwd });

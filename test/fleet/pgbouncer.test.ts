@@ -233,6 +233,8 @@ describe.skipIf(!installed)('PgBouncer in transaction pooling', () => {
       const events: unknown[] = [];
       victim.on('error', (error) => events.push(error));
       const running = victim.query('SELECT pg_sleep(10) AS "fleet_victim"');
+      // It rejects while the terminating statement is awaited: handled from the start.
+      running.catch(() => undefined);
       let pid: number | undefined;
       for (let i = 0; i < 100 && pid === undefined; i++) {
         await new Promise((resolve) => setTimeout(resolve, 20));
