@@ -22,24 +22,26 @@ export {
   type MeterSyncConfig,
   type MeterSyncConnection,
 } from './config/define-config.js';
-export type { Capabilities } from './db/pg/capabilities.js';
+export type { PgClient, PgPool, PgQueryConfig, PgQueryResult } from './db/pg/pool.js';
+export { createPgSyncDatabase } from './db/pg/sync-database.js';
 export type {
-  PgClient,
-  PgPool,
-  PgQueryConfig,
-  PgQueryResult,
-  PgTypeParsers,
-} from './db/pg/pool.js';
-export { createPgSyncDatabase, type PgSyncDatabase } from './db/pg/sync-database.js';
-export type {
+  BucketSelection,
   ColumnInfo,
+  Features,
+  Fingerprints,
+  HashMode,
+  KeyHash,
+  ReadRequest,
+  ReferencingRow,
   Scope,
-  SourceSnapshot,
-  StoredRow,
   SyncDatabase,
   TableDescription,
   TenantId,
+  TextKey,
+  TextRow,
+  TextValue,
   TransactionOptions,
+  Written,
 } from './db/types.js';
 export type { SyncEvent, SyncEventListener } from './engine/events.js';
 export {

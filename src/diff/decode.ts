@@ -215,7 +215,7 @@ export function decodedForms(decoder: ColumnDecoder, text: string): unknown[] {
 export function sameValue(output: unknown, input: unknown): boolean {
   if (Object.is(output, input)) return true;
   if (typeof output !== 'object' || typeof input !== 'object' || output === null || input === null)
-    return typeof output === 'number' && typeof input === 'number' && output === input;
+    return false;
   if (output instanceof Date || input instanceof Date)
     return output instanceof Date && input instanceof Date && output.getTime() === input.getTime();
   if (output instanceof Uint8Array || input instanceof Uint8Array)
@@ -267,16 +267,19 @@ function scalarText(value: unknown): string {
   return jsonText(value);
 }
 
+/** JSON text of a value, bigints as their digits (JSON.stringify refuses them). */
 function jsonText(value: unknown): string {
-  return JSON.stringify(value, (_key, item) =>
-    typeof item === 'bigint' ? (JSON.rawJSON?.(item.toString()) ?? item.toString()) : item,
-  );
-}
-
-declare global {
-  interface JSON {
-    rawJSON?(text: string): unknown;
+  if (typeof value === 'bigint') return value.toString();
+  if (value instanceof Date) return JSON.stringify(value.toISOString());
+  if (Array.isArray(value))
+    return `[${value.map((item) => (item === undefined ? 'null' : jsonText(item))).join(',')}]`;
+  if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) {
+    const entries = Object.entries(value as Record<string, unknown>).filter(
+      ([, v]) => v !== undefined,
+    );
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${jsonText(v)}`).join(',')}}`;
   }
+  return JSON.stringify(value) ?? 'null';
 }
 
 /** A PostgreSQL array literal with every element quoted: `{"1","a b",NULL}`. */

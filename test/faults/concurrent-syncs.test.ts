@@ -110,7 +110,7 @@ const changesOf = (result: SyncJson) =>
 
 /**
  * The invariants of any two syncs into one target after one change on the source: each exits 0
- * or 3 (locked: the lock message, no result), the runs that took the lock never overlapped in
+ * or 3 (locked: the lock message, and with --json an object saying so), the runs that took the lock never overlapped in
  * time, the first of them applied the change and a second one found nothing left to do.
  */
 function expectOneAppliedAtATime(runs: readonly CliRun[], wait: boolean) {
@@ -119,7 +119,11 @@ function expectOneAppliedAtATime(runs: readonly CliRun[], wait: boolean) {
     if (run.code === 3) {
       expect(wait).toBe(false);
       expect(run.stderr).toMatch(LOCKED_MESSAGE);
-      expect(run.stdout).toBe('');
+      expect(JSON.parse(run.stdout)).toMatchObject({
+        ok: false,
+        exitCode: 3,
+        error: { name: 'LockedError' },
+      });
     }
   }
   const applied = runs

@@ -64,8 +64,8 @@ function stepAtKill(sessions: readonly Session[]): string {
   const query = session.query.trimStart();
   if (session.state === 'idle') return 'after commit (session idle)';
   // Between statements the session shows the last one it ran, and the client is working.
-  const step = query.startsWith('WITH w AS (INSERT INTO "bulk_reading"')
-    ? 'upsert from stage'
+  const step = query.startsWith('INSERT INTO "bulk_reading"')
+    ? 'upsert'
     : query.startsWith('DELETE FROM "bulk_reading"')
       ? 'delete missing rows'
       : /^COMMIT/i.test(query)
@@ -75,8 +75,7 @@ function stepAtKill(sessions: readonly Session[]): string {
 }
 
 /** Steps at which the entity's transaction has written rows to its table, uncommitted. */
-const isWriting = (step: string) =>
-  step.endsWith('upsert from stage') || step.endsWith('delete missing rows');
+const isWriting = (step: string) => step.endsWith('upsert') || step.endsWith('delete missing rows');
 
 describe('a sync process killed with SIGKILL while it writes a large entity', () => {
   it('leaves the entity exactly as before the run or fully applied, never in between, and the next run converges', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createPgSyncDatabase, defineEntity } from '../../src/index.js';
 import { createDatabase, openPool } from '../support/postgres.js';
-import { READING_DDL, reading, syncDatabaseSuite } from '../support/sync-database-suite.js';
+import { onPool, READING_DDL, reading, syncDatabaseSuite } from '../support/sync-database-suite.js';
 
 describe('SyncDatabase on PostgreSQL', () => {
   const open = async () => {
@@ -9,7 +9,7 @@ describe('SyncDatabase on PostgreSQL', () => {
     await pool.query(READING_DDL);
     return pool;
   };
-  syncDatabaseSuite(open);
+  syncDatabaseSuite(async () => onPool(await open()));
 
   it('rolls back a transaction that throws', async () => {
     const pool = await open();

@@ -7,6 +7,7 @@ import {
   DataError,
   defineEntity,
   type PgPool,
+  type SyncDatabase,
 } from '../../src/index.js';
 
 type Queryable = PgPool & {
@@ -51,17 +52,37 @@ const PARSED = [
   { meter_id: 2n, element: 'A', tenant_id: 2, value: '7', tags: [], extra: [1, 'two'] },
 ];
 
-/** The generic SyncDatabase operations, run against a pool made by `open` (pg-mem or PostgreSQL). */
-export function syncDatabaseSuite(open: () => Promise<Queryable>) {
+/** A fresh database with an empty `reading` table, and a way to store a row as it is. */
+export interface ContractSubject {
+  readonly db: SyncDatabase;
+  insertRaw(row: Record<string, string | null>): Promise<void>;
+}
+
+/** A subject on a pool (pg-mem or PostgreSQL) where READING_DDL has run. */
+export function onPool(pool: Queryable): ContractSubject {
+  return {
+    db: createPgSyncDatabase(pool),
+    async insertRaw(row) {
+      const columns = Object.keys(row);
+      await pool.query(
+        `INSERT INTO reading (${columns.map((c) => `"${c}"`).join(', ')}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(', ')})`,
+        Object.values(row),
+      );
+    },
+  };
+}
+
+/** The generic SyncDatabase operations, run against every implementation. */
+export function syncDatabaseSuite(open: () => Promise<ContractSubject>) {
   const all = { scope: {}, hash: 'text' as const };
   const seeded = async () => {
-    const db = createPgSyncDatabase(await open());
+    const { db } = await open();
     await db.transaction((tx) => tx.write(reading, TEXT_ROWS, {}));
     return db;
   };
 
   it('writes text rows, reports inserts and updates by key, and queries them typed', async () => {
-    const db = createPgSyncDatabase(await open());
+    const { db } = await open();
     const first = await db.transaction((tx) => tx.write(reading, TEXT_ROWS, {}));
     expect(first.inserted.map((key) => key.join('/')).sort()).toEqual(['1/A', '1/B', '2/A']);
     expect(first.updated).toEqual([]);
@@ -161,7 +182,7 @@ export function syncDatabaseSuite(open: () => Promise<Queryable>) {
   });
 
   it('describes the table and reports a missing one', async () => {
-    const db = createPgSyncDatabase(await open());
+    const { db } = await open();
     const description = await db.describe(reading);
     expect(description?.get('extra')?.kind).toBe('json');
     expect(description?.get('tags')?.kind).toBe('array');
@@ -170,7 +191,7 @@ export function syncDatabaseSuite(open: () => Promise<Queryable>) {
   });
 
   it('commits a transaction that resolves', async () => {
-    const db = createPgSyncDatabase(await open());
+    const { db } = await open();
     await db.transaction(async (tx) => {
       await tx.write(reading, TEXT_ROWS, {});
       await tx.deleteKeys(reading, [['2', 'A']], {});
@@ -179,19 +200,15 @@ export function syncDatabaseSuite(open: () => Promise<Queryable>) {
   });
 
   it('names the entity, key and column of a stored row the schema rejects', async () => {
-    const pool = await open();
-    await pool.query(
-      "INSERT INTO reading (meter_id, element, tenant_id, value) VALUES (5, 'A', 1, NULL)",
-    );
+    const subject = await open();
+    await subject.insertRaw({ meter_id: '5', element: 'A', tenant_id: '1', value: null });
     const strict = defineEntity({
       name: 'strict',
       table: 'reading',
       columns: reading.columns.extend({ value: col.numeric() }),
       key: ['meter_id', 'element'],
     });
-    const error = await createPgSyncDatabase(pool)
-      .query(strict)
-      .catch((e: unknown) => e);
+    const error = await subject.db.query(strict).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DataError);
     expect(error).toMatchObject({ entity: 'strict', column: 'value' });
     expect((error as Error).message).toMatch(

@@ -1,6 +1,5 @@
 import { onConnectionLost, type PgClient, type PgPool } from './pool.js';
-import { SERVER_VERSION, TYPE_PARSER_PROBE } from './sql.js';
-import { exactTypeParsers } from './type-parsers.js';
+import { SERVER_VERSION } from './sql.js';
 
 /** What the connected engine can do; decides which SQL the library sends. */
 export interface Capabilities {
@@ -12,11 +11,6 @@ export interface Capabilities {
   readonly transactional: boolean;
   /** Whether the system catalog (`pg_attribute`, `to_regclass`) can describe tables. */
   readonly catalog: boolean;
-  /**
-   * Whether the driver takes per-query type parsers. node-postgres does; pg-mem and PGlite's
-   * node-postgres adapter do not, and there the driver's global parsers decode values.
-   */
-  readonly typeParsers: boolean;
 }
 
 const EMULATED: Capabilities = {
@@ -24,7 +18,6 @@ const EMULATED: Capabilities = {
   serverVersion: undefined,
   transactional: false,
   catalog: false,
-  typeParsers: false,
 };
 
 /**
@@ -56,20 +49,11 @@ async function probe(client: PgClient): Promise<Capabilities> {
     client.release();
     return EMULATED;
   }
-  let typeParsers = false;
-  try {
-    // The await sits inside try: PGlite's adapter throws synchronously here.
-    const result = await client.query({ ...TYPE_PARSER_PROBE, types: exactTypeParsers });
-    typeParsers = result.rows[0]?.probe === '9007199254740993';
-    client.release();
-  } catch (error) {
-    client.release(error instanceof Error ? error : true);
-  }
+  client.release();
   return {
     engine: 'postgresql',
     serverVersion: version,
     transactional: true,
     catalog: true,
-    typeParsers,
   };
 }

@@ -3,16 +3,10 @@
  * `adapters.createPg()` pool and other pg-compatible pools all fit without wrappers.
  */
 
-/** Per-query type parsers, as node-postgres accepts them in a query config. */
-export interface PgTypeParsers {
-  getTypeParser(oid: number, format?: string): (value: string) => unknown;
-}
-
 /** A query as node-postgres accepts it. */
 export interface PgQueryConfig {
   readonly text: string;
   readonly values?: unknown[];
-  readonly types?: PgTypeParsers;
   /** `array`: rows as arrays of values, in column order. */
   readonly rowMode?: 'array';
   /** `extended`: parse, bind and execute, even without parameters (one statement only). */

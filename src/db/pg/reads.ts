@@ -8,6 +8,7 @@ import { type KeyOrder, keyOrders } from '../../diff/merge.js';
 import type { AnyEntity } from '../../entity/types.js';
 import type { BucketSelection, Scope, TableDescription } from '../types.js';
 import { columnOf, combinedHash, type SqlType, type TypeClass, typeClass } from './column-types.js';
+import { tenantParameter } from './params.js';
 import { quoteIdent, quoteTable, type Statement } from './sql.js';
 
 /** One column as a read sees it: a typed SQL expression and its hash class. */
@@ -76,7 +77,7 @@ export function targetShape(
     description,
     `${quoteTable(entity.table)} AS ${quoteIdent(TARGET)}`,
     scoped ? [`${columnOf(TARGET, entity.tenantColumn as string)} = $1`] : [],
-    scoped ? [tenantParameter(scope)] : [],
+    scoped ? [tenantParameter(scope.tenantId)] : [],
     (column) => columnOf(TARGET, column),
   );
 }
@@ -105,7 +106,7 @@ export function sourceShape(
     description,
     `(${sourceSelect(entity)}) AS ${quoteIdent(SOURCE)}`,
     [],
-    scoped ? [tenantParameter(scope)] : [],
+    scoped ? [tenantParameter(scope.tenantId)] : [],
     value,
   );
 }
@@ -121,11 +122,6 @@ export function withoutLength(type: string): string {
     .replace(/^(character varying|character|bit varying|bit)\(\d+\)/, '$1')
     .replace(/^character(?! varying)/, 'bpchar')
     .replace(/^bit(?! varying)/, 'bit varying');
-}
-
-function tenantParameter(scope: Scope): unknown {
-  const tenant = scope.tenantId;
-  return typeof tenant === 'bigint' ? tenant.toString() : tenant;
 }
 
 /**

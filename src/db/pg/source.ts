@@ -8,7 +8,7 @@ import { type Capabilities, detectCapabilities } from './capabilities.js';
 import { cursorRows, FETCH_ROWS } from './cursor.js';
 import { emulatedRows, orderedKeyHashes } from './emulated.js';
 import { databaseError, sourceError } from './errors.js';
-import { toParameter } from './params.js';
+import { tenantParameter } from './params.js';
 import { onConnectionLost, type PgClient, type PgPool } from './pool.js';
 import {
   fingerprintsStatement,
@@ -141,7 +141,7 @@ async function openSourceSnapshot(
   const describeSource = async (entity: AnyEntity, request: ReadRequest) => {
     const probe = await client.query({
       text: `SELECT * FROM (${sourceSelect(entity)}) AS probe LIMIT 0`,
-      values: entity.tenantColumn === undefined ? [] : [tenantValue(request)],
+      values: entity.tenantColumn === undefined ? [] : [tenantParameter(request.scope.tenantId)],
       queryMode: 'extended',
     });
     const fields = probe.fields ?? [];
@@ -261,11 +261,6 @@ async function openSourceSnapshot(
   };
 }
 
-function tenantValue(request: ReadRequest): unknown {
-  const tenant = request.scope.tenantId;
-  return typeof tenant === 'bigint' ? tenant.toString() : tenant;
-}
-
 /** A text[] as node-postgres or another driver returns it: an array, or its literal. */
 function parseTextArray(value: unknown): string[] {
   if (Array.isArray(value)) return value.map(String);
@@ -277,7 +272,7 @@ function parseTextArray(value: unknown): string[] {
 export function sourceStatement(entity: AnyEntity, scope: Scope): Statement {
   const tenant =
     entity.tenantColumn !== undefined && scope.tenantId !== undefined
-      ? toParameter(scope.tenantId, 'scalar')
+      ? tenantParameter(scope.tenantId)
       : undefined;
   const source = entity.source;
   if (source.kind === 'query') return selectFromQuery(source.query, entity.columnNames, tenant);

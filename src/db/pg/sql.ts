@@ -318,12 +318,6 @@ export const RUN_LOCK = {
   release: { text: 'SELECT pg_advisory_unlock($1, $2)', values: [...RUN_LOCK_KEY] },
 } as const satisfies Record<string, Statement>;
 
-/** Whether per-query type parsers reach the driver: int8 must come back as exact text. */
-export const TYPE_PARSER_PROBE: Statement = {
-  text: 'SELECT $1::int8 AS probe',
-  values: ['9007199254740993'],
-};
-
 /** Reads the server version; fails on engines that are not PostgreSQL. */
 export const SERVER_VERSION = "SELECT current_setting('server_version_num') AS version";
 export const BEGIN = 'BEGIN';

@@ -18,7 +18,7 @@ import { type Capabilities, detectCapabilities } from './capabilities.js';
 import { cursorRows, FETCH_ROWS } from './cursor.js';
 import { emulatedRows, orderedKeyHashes, sameEmulatedText } from './emulated.js';
 import { databaseError } from './errors.js';
-import { toParameter } from './params.js';
+import { tenantParameter } from './params.js';
 import { onConnectionLost, type PgClient, type PgPool } from './pool.js';
 import { fingerprintsStatement, rowsStatement, targetShape } from './reads.js';
 import { PIN_TARGET } from './settings.js';
@@ -83,7 +83,7 @@ export interface PgSyncDatabase extends SyncDatabase {
  * const registers = await db.query(builtIns.register, { tenantId: 42n });
  * ```
  */
-export function createPgSyncDatabase(pool: PgPool): PgSyncDatabase {
+export function createPgSyncDatabase(pool: PgPool): SyncDatabase {
   let detected: Promise<Capabilities> | undefined;
   const capabilities = () => {
     detected ??= detectCapabilities(pool).catch((error: unknown) => {
@@ -201,7 +201,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
 
   const tenantFilter = (entity: AnyEntity, scope: Scope | undefined): TenantFilter | undefined =>
     entity.tenantColumn !== undefined && scope?.tenantId !== undefined
-      ? { column: entity.tenantColumn, value: toParameter(scope.tenantId, 'scalar') }
+      ? { column: entity.tenantColumn, value: tenantParameter(scope.tenantId) }
       : undefined;
 
   const described = async (entity: AnyEntity): Promise<TableDescription> => {
