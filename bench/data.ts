@@ -23,6 +23,24 @@ export const readingRegister = defineEntity({
   tenantColumn: 'tenant_id',
 });
 
+/** The same entity in plain zod, as an existing codebase writes it. */
+export const readingRegisterPlain = defineEntity({
+  name: 'reading_register',
+  table: 'reading_register',
+  columns: z.object({
+    site_id: z.number().int(),
+    register_no: z.number().int(),
+    tenant_id: z.number().int(),
+    name: z.string().nullable(),
+    unit: z.string().nullable(),
+    scale: z.string().nullable(),
+    active: z.boolean().nullable(),
+    updated_at: z.date().nullable(),
+  }),
+  key: ['site_id', 'register_no'],
+  tenantColumn: 'tenant_id',
+});
+
 export const COLUMNS = 'site_id, register_no, tenant_id, name, unit, scale, active, updated_at';
 
 export const sourceDdl = `CREATE TABLE reading_register (

@@ -33,6 +33,8 @@ const withComparator = !args.includes('--no-comparator') && existsSync(comparato
 
 type Tool =
   | 'meter-sync'
+  | 'meter-sync-zod'
+  | 'meter-sync-dry'
   | 'naive'
   | 'copy-pipe'
   | 'hash-scan'
@@ -248,6 +250,11 @@ try {
     ];
     for (const [scenario, source, target, rows] of plan) {
       await measure(size, scenario, 'meter-sync', source, target, rows);
+      // Plain zod against col schemas where rows are compared, and a dry run of every row.
+      if (scenario === 'no change' || scenario === '1% changed')
+        await measure(size, scenario, 'meter-sync-zod', source, target, rows);
+      if (scenario === 'initial' || scenario === '1% changed')
+        await measure(size, scenario, 'meter-sync-dry', source, target, rows);
       if (scenario === 'initial') await measure(size, scenario, 'copy-pipe', source, target, rows);
       if (scenario === 'no change') {
         await measure(size, scenario, 'hash-scan', source, target, rows);
@@ -318,6 +325,11 @@ function printTable() {
       `| ${size.toLocaleString('en')} | no change / one source hash scan (one process, as the sync runs it) | ${ratio(ours('no change'), find(size, 'no change', 'hash-scan'))} | ≤ 2× |`,
       `| ${size.toLocaleString('en')} | no change / one source hash scan (server's parallel workers) | ${ratio(ours('no change'), find(size, 'no change', 'hash-scan-parallel'))} | |`,
     );
+    for (const scenario of ['no change', '1% changed'] as const) {
+      lines.push(
+        `| ${size.toLocaleString('en')} | ${scenario}: plain zod / col schemas | ${ratio(find(size, scenario, 'meter-sync-zod'), ours(scenario))} | ${scenario === '1% changed' ? '≤ 1.2×' : ''} |`,
+      );
+    }
     for (const scenario of ['1% changed', '10% changed'] as const) {
       lines.push(
         `| ${size.toLocaleString('en')} | ${scenario}: pg_comparator / meter-sync | ${ratio(find(size, scenario, 'pg_comparator'), ours(scenario))} | ${scenario === '1% changed' ? '≥ 3×' : ''} |`,

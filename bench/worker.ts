@@ -4,7 +4,8 @@
  *
  *   tsx bench/worker.ts <task> <sourceUrl> <targetUrl>
  *
- * Tasks: meter-sync (performSync), naive (full fetch of both sides, in-memory diff, row-by-row
+ * Tasks: meter-sync (performSync with col schemas), meter-sync-zod (the same entity in plain zod),
+ * meter-sync-dry (a dry run), naive (full fetch of both sides, in-memory diff, row-by-row
  * upsert: the design meter-sync replaces), copy-pipe (COPY TO STDOUT piped into COPY FROM STDIN:
  * the transfer limit of an initial sync), hash-scan and hash-scan-parallel (one full-table hash
  * scan of the source, in one process or with the server's parallel workers).
@@ -15,9 +16,16 @@ import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { combinedHash, type TypeClass } from '../src/db/pg/column-types.js';
 import { performSync } from '../src/index.js';
-import { COLUMNS, readingRegister } from './data.js';
+import { COLUMNS, readingRegister, readingRegisterPlain } from './data.js';
 
-type Task = 'meter-sync' | 'naive' | 'copy-pipe' | 'hash-scan' | 'hash-scan-parallel';
+type Task =
+  | 'meter-sync'
+  | 'meter-sync-zod'
+  | 'meter-sync-dry'
+  | 'naive'
+  | 'copy-pipe'
+  | 'hash-scan'
+  | 'hash-scan-parallel';
 
 const [task, sourceUrl, targetUrl] = process.argv.slice(2) as [Task, string, string];
 const source = new pg.Pool({ connectionString: sourceUrl, max: 2 });
@@ -34,8 +42,17 @@ const bytesFromSource = () =>
     0,
   );
 
-async function meterSync(): Promise<unknown> {
-  const result = await performSync({ source, target, tenantId: 1, entities: [readingRegister] });
+async function meterSync(
+  definition: typeof readingRegister | typeof readingRegisterPlain,
+  dryRun = false,
+): Promise<unknown> {
+  const result = await performSync({
+    source,
+    target,
+    tenantId: 1,
+    entities: [definition],
+    dryRun,
+  });
   const entity = result.entities.reading_register;
   if (entity.status !== 'ok') throw entity.error;
   const { inserted, updated, deleted, skipped, unchanged } = entity;
@@ -154,7 +171,9 @@ async function hashScan(parallel: boolean): Promise<unknown> {
 }
 
 const tasks: Record<Task, () => Promise<unknown>> = {
-  'meter-sync': meterSync,
+  'meter-sync': () => meterSync(readingRegister),
+  'meter-sync-zod': () => meterSync(readingRegisterPlain),
+  'meter-sync-dry': () => meterSync(readingRegister, true),
   naive,
   'copy-pipe': copyPipe,
   'hash-scan': () => hashScan(false),

@@ -296,9 +296,12 @@ async function applyUpserts(
     rows = rows.filter((row) => !elsewhere.has(encodeKey(row.key)));
   }
   if (context.dryRun) {
-    const added = context.projection(entity).added;
     const inserted = rows.filter((row) => isNew.has(encodeKey(row.key))).map((row) => row.key);
-    for (const key of inserted) added.add(encodeKey(key));
+    // Children look their parents' keys up in the projection; nobody else does.
+    if (context.registry.childrenOf(entity.name).length > 0) {
+      const added = context.projection(entity).added;
+      for (const key of inserted) added.add(encodeKey(key));
+    }
     outcome.written(
       inserted,
       rows.filter((row) => !isNew.has(encodeKey(row.key))).map((r) => r.key),
@@ -345,8 +348,10 @@ async function applyMissing(
       const removed = context.projection(cascade.entity).removed;
       for (const key of cascade.keys) removed.add(encodeKey(key));
     }
-    const removed = context.projection(entity).removed;
-    for (const key of plan.deletable) removed.add(encodeKey(key));
+    if (context.registry.childrenOf(entity.name).length > 0) {
+      const removed = context.projection(entity).removed;
+      for (const key of plan.deletable) removed.add(encodeKey(key));
+    }
   } else {
     for (const cascade of plan.cascades)
       await db.deleteKeys(cascade.entity, cascade.keys, context.scopeOf(cascade.entity));

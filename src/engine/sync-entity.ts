@@ -12,7 +12,6 @@ import { syncEntityRows } from './pipeline.js';
 export async function syncEntity(context: RunContext, entity: AnyEntity): Promise<void> {
   const tally = context.tally(entity);
   const started = performance.now();
-  const scope = context.scopeOf(entity);
   context.emit({ type: 'entity-start', entity: entity.name });
   try {
     const { statementTimeoutMs, lockTimeoutMs } = context.settings;

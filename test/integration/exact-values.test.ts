@@ -129,3 +129,57 @@ describe('plain zod schemas that do not fit a value', () => {
     expect((await sync()).entities.tag).toMatchObject({ inserted: 0, updated: 0, unchanged: 2 });
   });
 });
+
+describe('every plain zod kind the README names, on its column types', () => {
+  it('syncs them exactly and converges', async () => {
+    const remote = await createDatabase('kinds_remote');
+    const local = await createDatabase('kinds_local');
+    const ddl = `CREATE TYPE mood AS ENUM ('calm', 'busy');
+      CREATE TABLE kinds (id int PRIMARY KEY, small smallint, ratio real, amount numeric(10,3),
+        wide bigint, label uuid, addr inet, span interval, during tstzrange, day date, flag boolean,
+        doc jsonb, ids int[], bytes bytea, state mood, note text)`;
+    await remote.pool.query(`${ddl};
+      INSERT INTO kinds VALUES (1, -3, 1.5, 2.500, 7, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '10.1.2.3/16',
+        '1 day -02:00:03.5', '[2024-01-01 00:00:00+00,2024-02-01 00:00:00+00)', '2024-02-29', true,
+        '{"k": {"n": 1}}', '{1,NULL,3}', '\\x00ff5c27', 'busy', NULL),
+      (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'x')`);
+    await local.pool.query(ddl);
+    const kinds = defineEntity({
+      name: 'kinds',
+      table: 'kinds',
+      columns: z.object({
+        id: z.number().int().positive(),
+        small: z.number().int().nullable(),
+        ratio: z.coerce.number().nullable(),
+        amount: z.number().nullable(),
+        wide: z.bigint().nullable(),
+        label: z.string().uuid().nullable(),
+        addr: z.string().nullable(),
+        span: z.string().nullable(),
+        during: z.string().nullable(),
+        day: z.coerce.date().nullable(),
+        flag: z.boolean().nullable(),
+        doc: z.record(z.string(), z.unknown()).nullable(),
+        ids: z.array(z.number().nullable()).nullable(),
+        bytes: z.instanceof(Buffer).nullable(),
+        state: z.enum(['calm', 'busy']).nullable(),
+        note: z.string().default('none'),
+      }),
+      key: ['id'],
+    });
+    const sync = () => performSync({ source: remote.pool, target: local.pool, entities: [kinds] });
+    const first = await sync();
+    expect(first.entities.kinds.error).toBeUndefined();
+    expect(first.entities.kinds).toMatchObject({ inserted: 2 });
+    const text = `SELECT id, small::text, ratio::text, amount::text, wide::text, label::text, addr::text,
+      span::text, during::text, day::text, flag::text, doc::text, ids::text, bytes::text, state::text, note
+      FROM kinds ORDER BY id`;
+    const source = (await remote.pool.query(text)).rows;
+    // .default('none') transforms the NULL note of row 1: the target holds the schema's output.
+    expect((await local.pool.query(text)).rows).toEqual([
+      { ...source[0], note: 'none' },
+      source[1],
+    ]);
+    expect((await sync()).entities.kinds).toMatchObject({ inserted: 0, updated: 0, unchanged: 2 });
+  });
+});

@@ -15,6 +15,8 @@ import { quoteIdent, quoteTable, type Statement } from './sql.js';
 interface ColumnSql {
   readonly name: string;
   readonly value: string;
+  /** The value before a cast to the target's type: integers order alike either way. */
+  readonly plain: string;
   readonly cls: TypeClass;
 }
 
@@ -53,10 +55,12 @@ function shapeOf(
   where: readonly string[],
   params: readonly unknown[],
   value: (column: string) => string,
+  plain: (column: string) => string = value,
 ): ReadShape {
   const columns = entity.columnNames.map((name: string) => ({
     name,
     value: value(name),
+    plain: plain(name),
     cls: typeClass(targetType(description, name)),
   }));
   const key = entity.key.map(
@@ -108,8 +112,12 @@ export function sourceShape(
     [],
     scoped ? [tenantParameter(scope.tenantId)] : [],
     value,
+    (column) =>
+      INTEGER_TYPES.has(sourceTypes.get(column) ?? '') ? columnOf(SOURCE, column) : value(column),
   );
 }
+
+const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint']);
 
 /**
  * A type without the length of a character or bit string: an explicit cast to `varchar(5)`
@@ -169,7 +177,8 @@ const aliased = (outputs: readonly string[]) =>
 function orderBy(shape: ReadShape): string {
   return shape.key
     .map((column, i) =>
-      shape.orders[i] === 'integer' ? column.value : `${asText(column.value)} COLLATE "C"`,
+      // An integer column orders the same before a cast to a wider integer, and can use its index.
+      shape.orders[i] === 'integer' ? column.plain : `${asText(column.value)} COLLATE "C"`,
     )
     .join(', ');
 }

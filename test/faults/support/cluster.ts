@@ -84,6 +84,8 @@ export interface Session {
   readonly state: string | null;
   readonly waitEventType: string | null;
   readonly query: string;
+  /** Whether its transaction has written (an xid was assigned), committed or not. */
+  readonly wrote: boolean;
 }
 
 /** The sessions of one application (by `application_name`), optionally in one database. */
@@ -93,7 +95,7 @@ export async function sessionsOf(
   database?: string,
 ): Promise<Session[]> {
   const { rows } = await admin.query(
-    `SELECT pid, datname, state, wait_event_type AS "waitEventType", query
+    `SELECT pid, datname, state, wait_event_type AS "waitEventType", query, backend_xid IS NOT NULL AS wrote
        FROM pg_stat_activity
       WHERE application_name = $1 AND ($2::text IS NULL OR datname = $2) AND pid <> pg_backend_pid()`,
     [applicationName, database ?? null],
