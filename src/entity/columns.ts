@@ -65,8 +65,15 @@ export const col = {
   bigint: (): z.ZodType<bigint, unknown> => exact(z.preprocess(toBigInt, z.bigint())),
   /** `numeric` / `decimal`: a decimal string without insignificant zeros (`'1.5'`, never a float). */
   numeric: (): z.ZodType<string, unknown> => exact(z.preprocess(toNumericText, z.string())),
-  /** `real` / `double precision`: a JS number. */
-  double: (): z.ZodType<number, unknown> => exact(z.preprocess(toDouble, z.number())),
+  /** `real` / `double precision`: a JS number, NaN and ±Infinity included. */
+  double: (): z.ZodType<number, unknown> =>
+    exact(
+      z.preprocess(
+        toDouble,
+        // NaN and ±Infinity are float8 values too; z.number() refuses them.
+        z.custom<number>((value) => typeof value === 'number', 'expected a number'),
+      ),
+    ),
   /** `boolean`. */
   boolean: (): z.ZodType<boolean, unknown> => exact(z.preprocess(toBoolean, z.boolean())),
   /** `timestamp without time zone`: `'YYYY-MM-DDTHH:MM:SS.ffffff'`, microseconds kept. */
