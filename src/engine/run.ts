@@ -2,7 +2,7 @@ import type { SourceDatabase, SyncDatabase, TenantId } from '../db/types.js';
 import type { AnyEntity } from '../entity/types.js';
 import { LockedError } from '../errors.js';
 import { RunContext, type RunSettings } from './context.js';
-import type { EntityResult, SyncResult } from './result.js';
+import { type EntityResult, resultToJSON, type SyncResult } from './result.js';
 import { syncEntity } from './sync-entity.js';
 
 /** What one run needs: both sides, its settings, the entities, and how to lock. */
@@ -92,6 +92,8 @@ async function runLocked<E extends AnyEntity>(
       finishedAt,
       entities,
     };
+    // JSON.stringify(result) works as it is: a bigint tenant becomes digits, errors keep their say.
+    Object.defineProperty(result, 'toJSON', { value: () => resultToJSON(result) });
     context.emit({ type: 'run-end', result });
     return result;
   } finally {

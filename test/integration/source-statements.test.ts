@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { defineEntity, performSync } from '../../src/index.js';
+import { type AnyEntity, defineEntity, performSync } from '../../src/index.js';
 import { createDatabase } from '../support/postgres.js';
 
 /**
@@ -35,7 +35,7 @@ describe('a source.query can never modify the source', () => {
     await remote.pool.query(`CREATE TABLE victim (x int); INSERT INTO victim VALUES (1);
       CREATE FUNCTION write_pwned() RETURNS int LANGUAGE sql AS 'CREATE TABLE pwned (x int); SELECT 1'`);
     await local.pool.query('CREATE TABLE probe (id int PRIMARY KEY)');
-    let entity: ReturnType<typeof defineEntity> | undefined;
+    let entity: AnyEntity | undefined;
     try {
       entity = defineEntity({
         name: 'probe',
@@ -55,7 +55,7 @@ describe('a source.query can never modify the source', () => {
           entities: [entity],
           dryRun,
         });
-        expect(result.entities.probe.status).toBe('failed');
+        expect(result.entities.probe?.status).toBe('failed');
       }
     }
     const pwned = await remote.pool.query("SELECT to_regclass('pwned') IS NOT NULL AS exists");
