@@ -74,7 +74,9 @@ describe('resultToJSON', () => {
       entities: [gadget],
     });
     expect(result.ok).toBe(false);
-    expect(JSON.parse(JSON.stringify(result))).toEqual(JSON.parse(JSON.stringify(resultToJSON(result))));
+    expect(JSON.parse(JSON.stringify(result))).toEqual(
+      JSON.parse(JSON.stringify(resultToJSON(result))),
+    );
 
     const json = JSON.parse(JSON.stringify(resultToJSON(result)));
     expect(json).toMatchObject({
