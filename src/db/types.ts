@@ -60,6 +60,11 @@ export interface ReadRequest {
   readonly hash: HashMode;
   /** Only keys of these buckets; every key when absent. */
   readonly buckets?: BucketSelection | undefined;
+  /**
+   * Source rows: `false` reads keys and hashes only (values come from `rowsByKey` for the rows
+   * that differ); default true. Needs `hash: 'sql'`.
+   */
+  readonly values?: boolean | undefined;
 }
 
 /** Per-bucket fingerprints of the rows in scope: 8 bytes a bucket, in bucket order. */
@@ -186,6 +191,12 @@ export interface SourceSnapshot {
   fingerprints(entity: AnyEntity, request: ReadRequest): Promise<Fingerprints>;
   /** The entity's rows in scope with a complete key, in key order, in batches. */
   rows(entity: AnyEntity, request: ReadRequest): AsyncIterable<readonly SourceRow[]>;
+  /** The rows in scope with these keys (as `rows` gives keys), values included; any order. */
+  rowsByKey(
+    entity: AnyEntity,
+    request: ReadRequest,
+    keys: readonly TextKey[],
+  ): Promise<SourceRow[]>;
   /** Up to `limit` rows in scope with a NULL in the key. */
   nullKeyRows(entity: AnyEntity, request: ReadRequest, limit: number): Promise<TextRow[]>;
   /** Ends the snapshot transaction and returns the connection. Safe to call twice. */

@@ -75,7 +75,10 @@ export async function syncEntityRows(
     entity.tenantColumn === undefined ? undefined : context.tenantText,
   );
   await reportNullKeys(context, entity, request, candidates.nullKeys, parser, outcome);
-  const read: ReadRequest = { ...request, buckets: candidates.buckets };
+  // Against stored rows, most candidates are unchanged: read keys and hashes, and the values of
+  // the rows that differ by key. Into an empty table every row goes: read them whole.
+  const byKey = request.hash === 'sql' && candidates.targetHasRows;
+  const read: ReadRequest = { ...request, buckets: candidates.buckets, values: !byKey };
   context.logger.debug?.(
     {
       entity: entity.name,
@@ -99,7 +102,14 @@ export async function syncEntityRows(
   const flushUpserts = async () => {
     const batch = upserts;
     upserts = [];
-    await applyUpserts(context, db, entity, parser, batch, outcome);
+    await applyUpserts(
+      context,
+      db,
+      entity,
+      parser,
+      await withValues(context, entity, read, batch),
+      outcome,
+    );
     progress('writing', outcome.writtenSoFar());
   };
   const flushMissing = async () => {
@@ -124,7 +134,8 @@ export async function syncEntityRows(
         return;
       }
       upserts.push({
-        values: difference.row.values,
+        key: difference.key,
+        values: byKey ? undefined : difference.row.values,
         isNew: difference.kind === 'new',
         repeats: difference.row.repeats,
       });
@@ -142,9 +153,33 @@ export async function syncEntityRows(
 
 /** A new or changed source row; `repeats` when the source returned its key more than once. */
 interface Candidate {
-  readonly values: TextRow;
+  readonly key: TextKey;
+  /** Undefined until read (`rowsByKey`), when the stream carried keys and hashes only. */
+  readonly values: TextRow | undefined;
   readonly isNew: boolean;
   readonly repeats?: number | undefined;
+}
+
+/** Reads the values of candidates the stream gave by key and hash only, one statement a batch. */
+async function withValues(
+  context: RunContext,
+  entity: AnyEntity,
+  request: ReadRequest,
+  batch: readonly Candidate[],
+): Promise<Candidate[]> {
+  const wanted = batch.filter((c) => c.values === undefined && c.repeats === undefined);
+  if (wanted.length === 0) return [...batch];
+  const rows = await context.source.rowsByKey(
+    entity,
+    request,
+    wanted.map((c) => c.key),
+  );
+  const byKey = new Map(rows.map((row) => [encodeKey(row.key), row.values]));
+  return batch.map((c) =>
+    c.values !== undefined || c.repeats !== undefined
+      ? c
+      : { ...c, values: byKey.get(encodeKey(c.key)) },
+  );
 }
 
 /**
@@ -181,6 +216,8 @@ interface Candidates {
   readonly sourceRows: number | undefined;
   /** Source rows in scope with a NULL key, where known; undefined: look. */
   readonly nullKeys: number | undefined;
+  /** Whether the target holds rows in scope: then most candidates are unchanged. */
+  readonly targetHasRows: boolean;
 }
 
 /**
@@ -194,10 +231,10 @@ async function chooseCandidates(
   entity: AnyEntity,
   request: ReadRequest,
 ): Promise<Candidates> {
-  if (request.hash !== 'sql')
-    return { buckets: undefined, sourceRows: undefined, nullKeys: undefined };
+  const none = { buckets: undefined, sourceRows: undefined, nullKeys: undefined };
+  if (request.hash !== 'sql') return { ...none, targetHasRows: true };
   const estimate = await db.estimateRows(entity, request.scope);
-  if (estimate === 0) return { buckets: undefined, sourceRows: undefined, nullKeys: undefined };
+  if (estimate === 0) return { ...none, targetHasRows: false };
   const count = Math.min(
     MAX_BUCKETS,
     2 ** Math.ceil(Math.log2(Math.max(1, estimate / ROWS_PER_BUCKET))),
@@ -213,6 +250,7 @@ async function chooseCandidates(
     buckets: differing.length > count / 2 ? undefined : { count, only: differing },
     sourceRows: source.rows,
     nullKeys: source.nullKeys,
+    targetHasRows: true,
   };
 }
 
@@ -259,14 +297,16 @@ async function applyUpserts(
 ): Promise<void> {
   if (batch.length === 0) return;
   const parsed: { row: ParsedRow; isNew: boolean }[] = [];
-  for (const { values, isNew, repeats } of batch) {
+  for (const { key, values, isNew, repeats } of batch) {
     if (repeats !== undefined) {
-      const key = entity.key.map((column) => values[entity.columnNames.indexOf(column)] as string);
       const problem = repeatedKeyError(entity, key, parser.keyOf(key));
       if (entity.invalidRows === 'fail') throw problem;
       outcome.invalid(problem, repeats, true);
       continue;
     }
+    // The snapshot cannot lose a row it streamed; a driver that does is not to be trusted.
+    if (values === undefined)
+      throw new Error(`${entity.name}: the source did not return the row of a key it listed`);
     const row = parser.parse(values);
     if (row instanceof DataError) {
       if (entity.invalidRows === 'fail') throw row;

@@ -18,6 +18,10 @@ interface ColumnSql {
   /** The value before a cast to the target's type: integers order alike either way. */
   readonly plain: string;
   readonly cls: TypeClass;
+  /** The target type's `typname`. */
+  readonly typeName: string;
+  /** The target type as `format_type` prints it. */
+  readonly type: string;
 }
 
 /** How to read one entity on one side. */
@@ -62,6 +66,8 @@ function shapeOf(
     value: value(name),
     plain: plain(name),
     cls: typeClass(targetType(description, name)),
+    typeName: targetType(description, name).typeName,
+    type: targetType(description, name).formatted,
   }));
   const key = entity.key.map(
     (name) => columns.find((c: ColumnSql) => c.name === name) as ColumnSql,
@@ -174,11 +180,31 @@ const asText = (value: string) => `(${value})::text`;
 const aliased = (outputs: readonly string[]) =>
   outputs.map((output, i) => `${output} AS ${quoteIdent(`c${i}`)}`).join(', ');
 
+/**
+ * A key column's text as the target's unique index tells keys apart: `citext` without case,
+ * numeric without trailing zeros, a float's -0 as 0. Two keys are one key exactly when these
+ * agree, so a change of case or scale updates the row instead of replacing it.
+ */
+function matchText(column: ColumnSql): string {
+  const text = asText(column.value);
+  switch (column.typeName) {
+    case 'citext':
+      return `lower(${text})`;
+    case 'numeric':
+      return `(CASE WHEN ${text} LIKE '%.%' THEN rtrim(rtrim(${text}, '0'), '.') ELSE ${text} END)`;
+    case 'float4':
+    case 'float8':
+      return `((${column.value}) + CAST(0 AS ${column.typeName}))::text`;
+    default:
+      return text;
+  }
+}
+
 function orderBy(shape: ReadShape): string {
   return shape.key
     .map((column, i) =>
       // An integer column orders the same before a cast to a wider integer, and can use its index.
-      shape.orders[i] === 'integer' ? column.plain : `${asText(column.value)} COLLATE "C"`,
+      shape.orders[i] === 'integer' ? column.plain : `${matchText(column)} COLLATE "C"`,
     )
     .join(', ');
 }
@@ -202,7 +228,7 @@ export function rowsStatement(
 ): Statement {
   const params = new Parameters(shape.params);
   const outputs = [
-    ...shape.key.map((c) => asText(c.value)),
+    ...shape.key.map(matchText),
     ...(options.hash === 'sql' ? [`(${rowHash(shape)})::text`] : []),
     ...(options.values ? shape.columns.map((c) => asText(c.value)) : []),
   ];
@@ -213,6 +239,39 @@ export function rowsStatement(
   ];
   return {
     text: `SELECT ${aliased(outputs)} FROM ${shape.from} WHERE ${where.join(' AND ')} ORDER BY ${orderBy(shape)}`,
+    values: params.values,
+  };
+}
+
+/**
+ * The rows in scope whose key is one of `keys` (key texts as `rowsStatement` gives them), with
+ * key, hash and values like `rowsStatement`. Keys are matched by the column types' equality, on
+ * the columns as stored where the type allows, so the table's key index serves the lookup.
+ */
+export function rowsByKeyStatement(
+  shape: ReadShape,
+  keys: readonly (readonly string[])[],
+): Statement {
+  const params = new Parameters(shape.params);
+  const aliases = shape.key.map((_, i) => quoteIdent(`k${i}`));
+  const arrays = shape.key.map((_, i) => `${params.add(keys.map((key) => key[i]))}::text[]`);
+  const left = shape.key.map((column, i) =>
+    shape.orders[i] === 'integer' ? column.plain : column.value,
+  );
+  const right = shape.key.map(
+    (column, i) => `CAST("wanted".${aliases[i]} AS ${withoutLength(column.type)})`,
+  );
+  const outputs = [
+    ...shape.key.map(matchText),
+    `(${rowHash(shape)})::text`,
+    ...shape.columns.map((c) => asText(c.value)),
+  ];
+  const where = [
+    ...shape.where,
+    `(${left.join(', ')}) IN (SELECT ${right.join(', ')} FROM unnest(${arrays.join(', ')}) AS "wanted"(${aliases.join(', ')}))`,
+  ];
+  return {
+    text: `SELECT ${aliased(outputs)} FROM ${shape.from} WHERE ${where.join(' AND ')}`,
     values: params.values,
   };
 }

@@ -1,7 +1,7 @@
 import { parse as parseArrayLiteral } from 'postgres-array';
 import { keyOrders } from '../../diff/merge.js';
 import type { AnyEntity } from '../../entity/types.js';
-import { DatabaseError } from '../../errors.js';
+import { DatabaseError, sqlState } from '../../errors.js';
 import { textHash } from '../text-hash.js';
 import type { ReadRequest, Scope, SourceDatabase, SourceSnapshot, TextRow } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
@@ -14,6 +14,7 @@ import {
   fingerprintsStatement,
   nullKeyRowsStatement,
   type ReadShape,
+  rowsByKeyStatement,
   rowsStatement,
   sourceSelect,
   sourceShape,
@@ -204,9 +205,10 @@ async function openSourceSnapshot(
       let done = false;
       try {
         const shape = await shapeOf(entity, request);
+        const values = request.values ?? true;
         const statement = rowsStatement(shape, {
           hash: request.hash,
-          values: true,
+          values,
           buckets: request.buckets,
         });
         const width = entity.key.length;
@@ -230,6 +232,42 @@ async function openSourceSnapshot(
         // The consumer stopped early: the savepoint goes with whatever the cursor left.
         if (!done && capabilities.transactional && connectionError === undefined)
           await guarded(rollbackToSavepoint(READ_SAVEPOINT)).catch(() => undefined);
+      }
+    },
+
+    async rowsByKey(entity, request, keys) {
+      if (keys.length === 0) return [];
+      const action = 'reading changed source rows';
+      usable(entity, action);
+      if (!real) {
+        const wanted = new Set(keys.map((key) => JSON.stringify(key)));
+        const texts = await emulatedRead(entity, request);
+        return orderedKeyHashes(
+          texts,
+          keyIndexes(entity),
+          keyOrders(entity, request.columns),
+          (key, hash, values) => ({ key, hash, values }),
+        ).filter((row) => wanted.has(JSON.stringify(row.key)));
+      }
+      const shape = await shapeOf(entity, request);
+      const width = entity.key.length;
+      try {
+        const result = await select(rowsByKeyStatement(shape, keys));
+        return result.rows.map((raw: unknown) => {
+          const row = (
+            Array.isArray(raw) ? raw : Object.values(raw as Record<string, unknown>)
+          ) as string[];
+          return {
+            key: row.slice(0, width),
+            hash: String(row[width]),
+            values: row.slice(width + 1) as TextRow,
+          };
+        });
+      } catch (error) {
+        if (sqlState(error) === undefined)
+          connectionError ??= error instanceof Error ? error : new Error(String(error));
+        if (connectionError !== undefined) lostWhile ??= entity.name;
+        throw sourceError(error, entity, action);
       }
     },
 

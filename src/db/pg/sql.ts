@@ -364,19 +364,17 @@ export function writeTextRows(
   tenantColumn: string | undefined,
 ): Statement[] {
   const names = columns.map((column) => column.name);
-  const updatable = names.filter((name) => !keyColumns.includes(name));
-  let conflict = 'DO NOTHING';
-  if (updatable.length > 0) {
-    const set = updatable.map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ');
-    const differs = `ROW(${updatable.map((c) => content('"t"', c)).join(', ')}) IS DISTINCT FROM ROW(${updatable
-      .map((c) => content('EXCLUDED', c))
-      .join(', ')})`;
-    const tenant =
-      tenantColumn === undefined
-        ? ''
-        : ` AND "t".${quoteIdent(tenantColumn)} = EXCLUDED.${quoteIdent(tenantColumn)}`;
-    conflict = `DO UPDATE SET ${set} WHERE ${differs}${tenant}`;
-  }
+  // Every column, the key's too: a key the unique index matches may differ in content (case in
+  // citext, a numeric's scale), and the target then takes the source's.
+  const set = names.map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ');
+  const differs = `ROW(${names.map((c) => content('"t"', c)).join(', ')}) IS DISTINCT FROM ROW(${names
+    .map((c) => content('EXCLUDED', c))
+    .join(', ')})`;
+  const tenant =
+    tenantColumn === undefined
+      ? ''
+      : ` AND "t".${quoteIdent(tenantColumn)} = EXCLUDED.${quoteIdent(tenantColumn)}`;
+  const conflict = `DO UPDATE SET ${set} WHERE ${differs}${tenant}`;
   const returning = [
     '(xmax = 0) AS inserted',
     ...keyColumns.map((c, i) => `("t".${quoteIdent(c)})::text AS ${quoteIdent(`k${i}`)}`),
