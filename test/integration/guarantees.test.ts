@@ -43,7 +43,7 @@ describe('the source is never modified (PostgreSQL)', () => {
     expect(source.statements.filter((s) => s.startsWith('BEGIN'))).toHaveLength(1);
     for (const statement of source.statements) {
       expect(statement).toMatch(
-        /^(SELECT|DECLARE "meter_sync_cursor_\d+" NO SCROLL CURSOR FOR SELECT|FETCH FORWARD \d+ FROM|CLOSE|BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY|COMMIT|SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT)\b/,
+        /^(SELECT|COPY \(SELECT|DECLARE "meter_sync_cursor_\d+" NO SCROLL CURSOR FOR SELECT|FETCH FORWARD \d+ FROM|CLOSE|BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY|COMMIT|SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT)\b/,
       );
       if (statement.startsWith('COPY')) expect(statement).toMatch(/ TO STDOUT$/);
     }

@@ -102,8 +102,10 @@ export function sourceShape(
   scope: Scope,
   sourceTypes: ReadonlyMap<string, string>,
   castable: ReadonlySet<string>,
+  /** An SQL expression for the tenant instead of the parameter `$1` (table sources only). */
+  tenantExpression?: string,
 ): ReadShape {
-  const scoped = entity.tenantColumn !== undefined;
+  const scoped = entity.tenantColumn !== undefined && tenantExpression === undefined;
   const value = (column: string) => {
     const target = description.get(column)?.type;
     const plain = columnOf(SOURCE, column);
@@ -114,7 +116,7 @@ export function sourceShape(
   return shapeOf(
     entity,
     description,
-    `(${sourceSelect(entity)}) AS ${quoteIdent(SOURCE)}`,
+    `(${sourceSelect(entity, tenantExpression)}) AS ${quoteIdent(SOURCE)}`,
     [],
     scoped ? [tenantParameter(scope.tenantId)] : [],
     value,
@@ -142,7 +144,7 @@ export function withoutLength(type: string): string {
  * The entity's SELECT on the source, target column names out; `$1` is the tenant. A
  * `source.query` is wrapped, so only its named columns come out.
  */
-export function sourceSelect(entity: AnyEntity): string {
+export function sourceSelect(entity: AnyEntity, tenant = '$1'): string {
   const source = entity.source;
   if (source.kind === 'query') {
     const columns = entity.columnNames.map((c: string) => quoteIdent(c)).join(', ');
@@ -155,7 +157,7 @@ export function sourceSelect(entity: AnyEntity): string {
   const where =
     entity.tenantColumn === undefined
       ? ''
-      : ` WHERE ${quoteIdent(remote(entity.tenantColumn))} = $1`;
+      : ` WHERE ${quoteIdent(remote(entity.tenantColumn))} = ${tenant}`;
   return `SELECT ${select} FROM ${quoteTable(source.table)}${where}`;
 }
 

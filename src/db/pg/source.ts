@@ -5,6 +5,7 @@ import { DatabaseError, sqlState } from '../../errors.js';
 import { textHash } from '../text-hash.js';
 import type { ReadRequest, Scope, SourceDatabase, SourceSnapshot, TextRow } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
+import { copyOutRows, supportsCopy } from './copy.js';
 import { cursorRows, FETCH_ROWS } from './cursor.js';
 import { emulatedRows, orderedKeyHashes } from './emulated.js';
 import { databaseError, sourceError } from './errors.js';
@@ -34,6 +35,7 @@ import {
 import { fingerprintsOf } from './sync-database.js';
 
 const READ_SAVEPOINT = 'meter_sync_read';
+const TENANT_SETTING = 'meter_sync.tenant';
 
 /**
  * The source side of runs on a pg-compatible pool: each run opens one `REPEATABLE READ READ
@@ -126,17 +128,42 @@ async function openSourceSnapshot(
     client.query({ ...statement, queryMode: 'extended', rowMode: 'array' });
 
   /** How the source's columns are read as the target's types. */
-  const shapes = new Map<string, Promise<ReadShape>>();
-  const shapeOf = (entity: AnyEntity, request: ReadRequest): Promise<ReadShape> => {
+  const described = new Map<
+    string,
+    Promise<{ types: Map<string, string>; castable: Set<string> }>
+  >();
+  const describedOnce = (entity: AnyEntity, request: ReadRequest) => {
     const cacheKey = `${entity.name}\u0000${JSON.stringify([...request.columns.values()].map((c) => c.type))}`;
-    let shape = shapes.get(cacheKey);
-    if (!shape) {
-      shape = describeSource(entity, request).then(({ types, castable }) =>
-        sourceShape(entity, request.columns, request.scope, types, castable),
-      );
-      shapes.set(cacheKey, shape);
+    let found = described.get(cacheKey);
+    if (!found) {
+      found = describeSource(entity, request);
+      described.set(cacheKey, found);
     }
-    return shape;
+    return found;
+  };
+  const shapeOf = async (entity: AnyEntity, request: ReadRequest): Promise<ReadShape> => {
+    const { types, castable } = await describedOnce(entity, request);
+    return sourceShape(entity, request.columns, request.scope, types, castable);
+  };
+  /**
+   * COPY takes no parameters: the tenant goes into a transaction-local setting, bound, and the
+   * statement reads it back cast to the tenant column's type. Table sources only: a COPY is sent
+   * over the simple protocol, which must never carry a user's query.
+   */
+  const copyShapeOf = async (entity: AnyEntity, request: ReadRequest): Promise<ReadShape> => {
+    const { types, castable } = await describedOnce(entity, request);
+    const tenantType =
+      entity.tenantColumn === undefined ? 'text' : types.get(entity.tenantColumn) || 'text';
+    if (entity.tenantColumn !== undefined)
+      await client.query(setLocal(TENANT_SETTING, String(tenantParameter(request.scope.tenantId))));
+    return sourceShape(
+      entity,
+      request.columns,
+      request.scope,
+      types,
+      castable,
+      `CAST(current_setting('${TENANT_SETTING}') AS ${tenantType})`,
+    );
   };
 
   const describeSource = async (entity: AnyEntity, request: ReadRequest) => {
@@ -204,8 +231,9 @@ async function openSourceSnapshot(
       if (capabilities.transactional) await guarded(savepoint(READ_SAVEPOINT));
       let done = false;
       try {
-        const shape = await shapeOf(entity, request);
         const values = request.values ?? true;
+        const bulk = values && entity.source.kind === 'table' && supportsCopy(client);
+        const shape = await (bulk ? copyShapeOf(entity, request) : shapeOf(entity, request));
         const statement = rowsStatement(shape, {
           hash: request.hash,
           values,
@@ -213,7 +241,10 @@ async function openSourceSnapshot(
         });
         const width = entity.key.length;
         const offset = request.hash === 'sql' ? width + 1 : width;
-        for await (const batch of cursorRows(client, statement)) {
+        const batches = bulk
+          ? copyOutRows(client, `COPY (${statement.text}) TO STDOUT`)
+          : cursorRows(client, statement);
+        for await (const batch of batches) {
           yield batch.map((row) => {
             const values = row.slice(offset) as TextRow;
             return {

@@ -363,6 +363,48 @@ export function writeTextRows(
   rows: readonly (readonly unknown[])[],
   tenantColumn: string | undefined,
 ): Statement[] {
+  return chunks(rows as unknown[][], ARRAY_BATCH).map((batch) => {
+    const params = new Parameters();
+    const text = upsertFrom(
+      table,
+      columns,
+      keyColumns,
+      tenantColumn,
+      typedRows(params, columns, batch),
+    );
+    return { text, values: params.values };
+  });
+}
+
+/** The same upsert as {@link writeTextRows}, from the rows of a staging table. */
+export function writeFromStage(
+  table: TableName,
+  stage: string,
+  columns: readonly TypedColumn[],
+  keyColumns: readonly string[],
+  tenantColumn: string | undefined,
+): Statement {
+  const rows = `SELECT ${list(columns.map((c) => c.name))} FROM ${quoteIdent(stage)}`;
+  return { text: upsertFrom(table, columns, keyColumns, tenantColumn, rows), values: [] };
+}
+
+/** A temporary table with the target table's types for these columns, dropped at commit. */
+export function createStage(table: TableName, stage: string, columns: readonly string[]): string {
+  return `CREATE TEMP TABLE ${quoteIdent(stage)} ON COMMIT DROP AS SELECT ${list(columns)} FROM ${quoteTable(table)} WITH NO DATA`;
+}
+
+/** `COPY stage (columns) FROM STDIN`. */
+export function copyIntoStage(stage: string, columns: readonly string[]): string {
+  return `COPY ${quoteIdent(stage)} (${list(columns)}) FROM STDIN`;
+}
+
+function upsertFrom(
+  table: TableName,
+  columns: readonly TypedColumn[],
+  keyColumns: readonly string[],
+  tenantColumn: string | undefined,
+  rows: string,
+): string {
   const names = columns.map((column) => column.name);
   // Every column, the key's too: a key the unique index matches may differ in content (case in
   // citext, a numeric's scale), and the target then takes the source's.
@@ -379,14 +421,8 @@ export function writeTextRows(
     '(xmax = 0) AS inserted',
     ...keyColumns.map((c, i) => `("t".${quoteIdent(c)})::text AS ${quoteIdent(`k${i}`)}`),
   ];
-  return chunks(rows as unknown[][], ARRAY_BATCH).map((batch) => {
-    const params = new Parameters();
-    return {
-      text: `INSERT INTO ${quoteTable(table)} AS "t" (${list(names)}) ${typedRows(params, columns, batch)}
-ON CONFLICT (${list(keyColumns)}) ${conflict} RETURNING ${returning.join(', ')}`,
-      values: params.values,
-    };
-  });
+  return `INSERT INTO ${quoteTable(table)} AS "t" (${list(names)}) ${rows}
+ON CONFLICT (${list(keyColumns)}) ${conflict} RETURNING ${returning.join(', ')}`;
 }
 
 /**

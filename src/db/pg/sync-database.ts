@@ -15,6 +15,7 @@ import type {
   TransactionOptions,
 } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
+import { copyInRows, supportsCopy } from './copy.js';
 import { cursorRows, FETCH_ROWS } from './cursor.js';
 import { emulatedRows, orderedKeyHashes, sameEmulatedText } from './emulated.js';
 import { databaseError } from './errors.js';
@@ -25,6 +26,8 @@ import { PIN_TARGET } from './settings.js';
 import {
   BEGIN,
   COMMIT,
+  copyIntoStage,
+  createStage,
   deleteByKeyArrays,
   deleteStatements,
   describeFromCatalog,
@@ -42,6 +45,7 @@ import {
   updateByKeyArrays,
   updateStatements,
   upsertStatements,
+  writeFromStage,
   writeTextRows,
 } from './sql.js';
 /** A `SyncDatabase` on a pg-compatible pool, with what only PostgreSQL sessions can do. */
@@ -99,6 +103,7 @@ export function createPgSyncDatabase(pool: PgPool): SyncDatabase {
     session: undefined,
     inTransaction: false,
     descriptions: undefined,
+    stages: undefined,
   });
 }
 
@@ -113,6 +118,8 @@ interface Connection {
   readonly inTransaction: boolean;
   /** Table descriptions, cached for the life of a transaction. */
   readonly descriptions: Map<string, Promise<TableDescription | undefined>> | undefined;
+  /** Staging tables of a transaction, by entity name. */
+  readonly stages: Map<string, string> | undefined;
 }
 
 /** A transaction's failure, with the ROLLBACK's own failure if the connection was lost. */
@@ -162,6 +169,8 @@ function connectionFailure(error: unknown): Error | undefined {
 }
 
 const asError = (value: unknown) => (value instanceof Error ? value : new Error(String(value)));
+
+let stagesMade = 0;
 
 function makeDatabase(connection: Connection): PgSyncDatabase {
   const { pool, capabilities, descriptions } = connection;
@@ -282,6 +291,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
           client,
           inTransaction: true,
           descriptions: new Map(),
+          stages: new Map(),
         });
         let result: T;
         try {
@@ -574,14 +584,35 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
         await executeAll(entity, `writing ${changed.length} rows`, statements);
         return { inserted, updated };
       }
-      const statements = writeTextRows(
-        entity.table,
-        typed(description, entity.columnNames),
-        entity.key,
-        rows,
-        entity.tenantColumn,
-      );
-      const { arrays } = await executeAll(entity, `writing ${rows.length} rows`, statements);
+      const columns = typed(description, entity.columnNames);
+      const client = connection.client;
+      const action = `writing ${rows.length} rows`;
+      let statements: Statement[];
+      if (client && connection.stages && supportsCopy(client)) {
+        // Bulk: the rows COPY into a staging table, then one upsert from it.
+        let stage = connection.stages.get(entity.name);
+        if (stage === undefined) {
+          stage = `meter_sync_stage_${++stagesMade}`;
+          await executeAll(entity, action, [
+            { text: createStage(entity.table, stage, entity.columnNames), values: [] },
+          ]);
+          connection.stages.set(entity.name, stage);
+        } else {
+          await executeAll(entity, action, [{ text: `TRUNCATE ${quoteIdent(stage)}`, values: [] }]);
+        }
+        await copyInRows(client, copyIntoStage(stage, entity.columnNames), rows).catch(
+          (error: unknown) => {
+            brokenBy(error);
+            throw databaseError(error, entity.name, action);
+          },
+        );
+        statements = [
+          writeFromStage(entity.table, stage, columns, entity.key, entity.tenantColumn),
+        ];
+      } else {
+        statements = writeTextRows(entity.table, columns, entity.key, rows, entity.tenantColumn);
+      }
+      const { arrays } = await executeAll(entity, action, statements);
       const inserted: TextKey[] = [];
       const updated: TextKey[] = [];
       for (const row of arrays)
