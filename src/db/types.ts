@@ -127,6 +127,8 @@ export interface SyncDatabase {
   describe(entity: AnyEntity): Promise<TableDescription | undefined>;
   /** The entity's rows in scope, parsed through its schema. Throws `DataError` on a row it rejects. */
   query<E extends AnyEntity>(entity: E, scope?: Scope): Promise<RowOf<E>[]>;
+  /** Whether the table holds no row at all, of any tenant. */
+  isEmpty(entity: AnyEntity): Promise<boolean>;
   /** About how many rows are in scope (a planner's estimate will do; 0 only when none). */
   estimateRows(entity: AnyEntity, scope: Scope): Promise<number>;
   /** Bucket fingerprints of the rows in scope (`features().sqlHash` only). */
@@ -146,9 +148,15 @@ export interface SyncDatabase {
   ): Promise<ReferencingRow[]>;
   /**
    * Inserts rows, or updates the stored row with the same key where any value differs by
-   * content. A stored row of another tenant is left alone. Returns the keys written.
+   * content. A stored row of another tenant is left alone. Returns the keys written. With
+   * `allNew`, the caller knows none of the keys is stored: the rows may go in by the fastest way.
    */
-  write(entity: AnyEntity, rows: readonly TextRow[], scope: Scope): Promise<Written>;
+  write(
+    entity: AnyEntity,
+    rows: readonly TextRow[],
+    scope: Scope,
+    options?: { readonly allNew?: boolean },
+  ): Promise<Written>;
   /** Deletes the rows with these keys (within scope). Returns how many were deleted. */
   deleteKeys(entity: AnyEntity, keys: readonly TextKey[], scope: Scope): Promise<number>;
   /** Sets columns on the rows with these keys (within scope) where they differ: a soft delete. */

@@ -129,6 +129,12 @@ export interface ColumnDecoder {
   readonly integer: boolean;
 }
 
+/** A column's type as `pg_type.typname` (`int8`, `_text`…), as far as its description tells. */
+export function typeNameOf(info: ColumnInfo | undefined): string {
+  const { typeName, element } = typeNames(info);
+  return typeName === 'array' ? `_${element ?? 'text'}` : typeName;
+}
+
 /** The type names a column description gives, normalised to `pg_type.typname`. */
 function typeNames(info: ColumnInfo | undefined): { typeName: string; element?: string } {
   const typeName = (

@@ -5,7 +5,7 @@
  */
 import type { z } from 'zod/v4';
 import type { TableDescription } from '../db/types.js';
-import { isExactColumn } from '../entity/columns.js';
+import { acceptsEveryValue, isExactColumn } from '../entity/columns.js';
 import type { AnyEntity } from '../entity/types.js';
 import { DataError } from '../errors.js';
 import {
@@ -15,6 +15,7 @@ import {
   encodeValue,
   sameValue,
   type TextValue,
+  typeNameOf,
 } from './decode.js';
 
 /** A source row that passed: its key texts, the texts to write, and the schema's output. */
@@ -30,6 +31,8 @@ interface ColumnRule {
   readonly decoder: ColumnDecoder;
   /** `col.*` schemas read PostgreSQL's text themselves, and only normalise it. */
   readonly exact: boolean;
+  /** Whether the schema accepts every non-NULL value of the column's type (see `skipImplied`). */
+  readonly implied: boolean;
   readonly info: TableDescription extends ReadonlyMap<string, infer I> ? I | undefined : never;
   /** Characters the target column holds (`varchar(n)`, `char(n)`). */
   readonly limit: number | undefined;
@@ -53,6 +56,11 @@ export function rowParser(
   description: TableDescription,
   tenant: string | undefined,
   side: 'source' | 'stored' = 'source',
+  /**
+   * Skip the schema where it accepts every value of the column's type (`col.int()` on an integer
+   * column): the row is as valid, and the schema's output, unused by a sync, is not computed.
+   */
+  skipImplied = false,
 ): RowParser {
   const shape = (entity.columns as z.ZodObject).shape as Record<string, z.ZodType>;
   const rules: ColumnRule[] = entity.columnNames.map((name: string) => {
@@ -62,6 +70,7 @@ export function rowParser(
       schema: shape[name] as z.ZodType,
       decoder: columnDecoder(info),
       exact: isExactColumn(shape[name] as z.ZodType),
+      implied: skipImplied && acceptsEveryValue(shape[name] as z.ZodType, typeNameOf(info)),
       info,
       limit: characterLimit(info?.type),
       preferred: 0,
@@ -79,7 +88,7 @@ export function rowParser(
     Object.fromEntries(
       keyRules.map((rule, i) => {
         const text = keyTexts[i] ?? null;
-        const parsed = text === null ? undefined : parseColumn(rule, text);
+        const parsed = text === null ? undefined : parseColumn(rule, text, false);
         return [
           rule.name,
           parsed === undefined || typeof parsed === 'string' ? text : parsed.output,
@@ -130,6 +139,8 @@ export function rowParser(
 function parseColumn(
   rule: ColumnRule,
   text: TextValue,
+  /** Whether a schema that accepts every value of the type may be skipped. */
+  skippable = true,
 ): { input: unknown; output: unknown; write: TextValue } | string {
   if (text === null) {
     for (const empty of [null, undefined]) {
@@ -143,6 +154,7 @@ function parseColumn(
     }
     return 'is NULL, which the schema does not allow';
   }
+  if (rule.implied && skippable) return { input: text, output: text, write: text };
   if (rule.exact) {
     const parsed = rule.schema.safeParse(text);
     return parsed.success

@@ -73,11 +73,15 @@ export async function syncEntityRows(
     entity,
     description,
     entity.tenantColumn === undefined ? undefined : context.tenantText,
+    'source',
+    true,
   );
   await reportNullKeys(context, entity, request, candidates.nullKeys, parser, outcome);
   // Against stored rows, most candidates are unchanged: read keys and hashes, and the values of
   // the rows that differ by key. Into an empty table every row goes: read them whole.
   const byKey = request.hash === 'sql' && candidates.targetHasRows;
+  // An empty table (no tenant's rows): nothing can conflict, rows load in bulk.
+  const emptyTable = !candidates.targetHasRows && !context.dryRun && (await db.isEmpty(entity));
   const read: ReadRequest = { ...request, buckets: candidates.buckets, values: !byKey };
   context.logger.debug?.(
     {
@@ -109,6 +113,7 @@ export async function syncEntityRows(
       parser,
       await withValues(context, entity, read, batch),
       outcome,
+      emptyTable,
     );
     progress('writing', outcome.writtenSoFar());
   };
@@ -294,6 +299,7 @@ async function applyUpserts(
   parser: ReturnType<typeof rowParser>,
   batch: readonly Candidate[],
   outcome: OutcomeBuilder,
+  emptyTable = false,
 ): Promise<void> {
   if (batch.length === 0) return;
   const parsed: { row: ParsedRow; isNew: boolean }[] = [];
@@ -313,7 +319,9 @@ async function applyUpserts(
       outcome.invalid(row, 1, true);
     } else parsed.push({ row, isNew });
   }
-  const isNew = new Set(parsed.filter((p) => p.isNew).map((p) => encodeKey(p.row.key)));
+  // New rows by identity: no key is encoded for the common case.
+  const fresh = new WeakSet(parsed.filter((p) => p.isNew).map((p) => p.row));
+  const isNew = (row: ParsedRow) => fresh.has(row);
   const { kept, orphans } = await splitOrphans(
     context,
     db,
@@ -325,18 +333,21 @@ async function applyUpserts(
     orphans.map((o) => o.parent),
   );
   let rows = kept;
-  if (entity.tenantColumn !== undefined) {
-    const fresh = rows.filter((row) => isNew.has(encodeKey(row.key))).map((row) => row.key);
-    const elsewhere = new Set(
-      (await db.keysOutsideScope(entity, fresh, context.scope)).map(encodeKey),
+  if (entity.tenantColumn !== undefined && !emptyTable) {
+    const found = await db.keysOutsideScope(
+      entity,
+      rows.filter(isNew).map((row) => row.key),
+      context.scope,
     );
-    outcome.heldElsewhere(
-      rows.filter((row) => elsewhere.has(encodeKey(row.key))).map((r) => r.key),
-    );
-    rows = rows.filter((row) => !elsewhere.has(encodeKey(row.key)));
+    if (found.length > 0) {
+      const elsewhere = new Set(found.map(encodeKey));
+      const held = (row: ParsedRow) => elsewhere.has(encodeKey(row.key));
+      outcome.heldElsewhere(rows.filter(held).map((r) => r.key));
+      rows = rows.filter((row) => !held(row));
+    }
   }
   if (context.dryRun) {
-    const inserted = rows.filter((row) => isNew.has(encodeKey(row.key))).map((row) => row.key);
+    const inserted = rows.filter(isNew).map((row) => row.key);
     // Children look their parents' keys up in the projection; nobody else does.
     if (context.registry.childrenOf(entity.name).length > 0) {
       const added = context.projection(entity).added;
@@ -344,7 +355,7 @@ async function applyUpserts(
     }
     outcome.written(
       inserted,
-      rows.filter((row) => !isNew.has(encodeKey(row.key))).map((r) => r.key),
+      rows.filter((row) => !isNew(row)).map((r) => r.key),
     );
     return;
   }
@@ -352,6 +363,7 @@ async function applyUpserts(
     entity,
     rows.map((row) => row.values),
     context.scope,
+    { allNew: emptyTable },
   );
   outcome.written(written.inserted, written.updated);
 }

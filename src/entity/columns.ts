@@ -14,11 +14,43 @@ import {
 } from './pg-values.js';
 
 /** Schemas whose parsing only normalises a driver's form, never changes or rejects a value. */
-const exactSchemas = new WeakSet<object>();
+/** Which `col` schema a schema is: the SQL types whose every value it accepts follow from it. */
+const exactSchemas = new WeakMap<object, keyof typeof IMPLIED_BY>();
 
-function exact<S extends core.$ZodType>(schema: S): S {
-  exactSchemas.add(schema);
+/** For each `col` schema, the column types (`typname`) all of whose values it accepts. */
+const IMPLIED_BY = {
+  text: undefined,
+  int: ['int2', 'int4'],
+  bigint: ['int2', 'int4', 'int8'],
+  numeric: ['int2', 'int4', 'int8', 'numeric'],
+  double: ['float4', 'float8'],
+  boolean: ['bool'],
+  timestamp: ['timestamp'],
+  timestamptz: ['timestamptz'],
+  date: ['date'],
+  json: ['json', 'jsonb'],
+} as const satisfies Record<string, readonly string[] | undefined>;
+
+function exact<S extends core.$ZodType>(kind: keyof typeof IMPLIED_BY, schema: S): S {
+  exactSchemas.set(schema, kind);
   return schema;
+}
+
+/**
+ * Whether a `col` schema (unwrapped of nullable/optional) accepts every non-NULL value of a
+ * column of this type, so validating it could only pass: `col.text()` any type, `col.int()` an
+ * integer column, and so on.
+ */
+export function acceptsEveryValue(schema: core.$ZodType, typeName: string | undefined): boolean {
+  let inner: core.$ZodType = schema;
+  while (inner._zod.def.type === 'nullable' || inner._zod.def.type === 'optional') {
+    if ((inner._zod.def.checks ?? []).length > 0) return false;
+    inner = (inner._zod.def as core.$ZodNullableDef | core.$ZodOptionalDef).innerType;
+  }
+  const kind = exactSchemas.get(inner);
+  if (kind === undefined || (inner._zod.def.checks ?? []).length > 0) return false;
+  const types: readonly string[] | undefined = IMPLIED_BY[kind];
+  return types === undefined || (typeName !== undefined && types.includes(typeName));
 }
 
 /**
@@ -57,17 +89,19 @@ export function isExactColumn(schema: core.$ZodType): boolean {
  */
 export const col = {
   /** `text`, `varchar`, `char`, `uuid`, `inet`…: a string. */
-  text: (): z.ZodString => exact(z.string()),
+  text: (): z.ZodString => exact('text', z.string()),
   /** `smallint` / `integer`: a JS number; accepts `'502'` as well as `502`. */
   int: (): z.ZodType<number, unknown> =>
-    exact(z.preprocess(toInteger, z.number().int().min(-2147483648).max(2147483647))),
+    exact('int', z.preprocess(toInteger, z.number().int().min(-2147483648).max(2147483647))),
   /** `bigint`: a JS `bigint`, exact beyond 2^53. */
-  bigint: (): z.ZodType<bigint, unknown> => exact(z.preprocess(toBigInt, z.bigint())),
+  bigint: (): z.ZodType<bigint, unknown> => exact('bigint', z.preprocess(toBigInt, z.bigint())),
   /** `numeric` / `decimal`: a decimal string without insignificant zeros (`'1.5'`, never a float). */
-  numeric: (): z.ZodType<string, unknown> => exact(z.preprocess(toNumericText, z.string())),
+  numeric: (): z.ZodType<string, unknown> =>
+    exact('numeric', z.preprocess(toNumericText, z.string())),
   /** `real` / `double precision`: a JS number, NaN and ±Infinity included. */
   double: (): z.ZodType<number, unknown> =>
     exact(
+      'double',
       z.preprocess(
         toDouble,
         // NaN and ±Infinity are float8 values too; z.number() refuses them.
@@ -75,19 +109,23 @@ export const col = {
       ),
     ),
   /** `boolean`. */
-  boolean: (): z.ZodType<boolean, unknown> => exact(z.preprocess(toBoolean, z.boolean())),
+  boolean: (): z.ZodType<boolean, unknown> =>
+    exact('boolean', z.preprocess(toBoolean, z.boolean())),
   /** `timestamp without time zone`: `'YYYY-MM-DDTHH:MM:SS.ffffff'`, microseconds kept. */
-  timestamp: (): z.ZodType<string, unknown> => exact(z.preprocess(toTimestampText, z.string())),
+  timestamp: (): z.ZodType<string, unknown> =>
+    exact('timestamp', z.preprocess(toTimestampText, z.string())),
   /** `timestamp with time zone`: the instant in UTC, `'YYYY-MM-DDTHH:MM:SS.ffffffZ'`. */
-  timestamptz: (): z.ZodType<string, unknown> => exact(z.preprocess(toTimestamptzText, z.string())),
+  timestamptz: (): z.ZodType<string, unknown> =>
+    exact('timestamptz', z.preprocess(toTimestamptzText, z.string())),
   /** `date`: `'YYYY-MM-DD'`, never shifted by the process's time zone. */
-  date: (): z.ZodType<string, unknown> => exact(z.preprocess(toDateText, z.string())),
+  date: (): z.ZodType<string, unknown> => exact('date', z.preprocess(toDateText, z.string())),
   /**
    * `json` / `jsonb`: any JSON value, compared by content, not key order. The JSON value `null`
    * reads as {@link JsonNull}, so it stays distinct from SQL NULL.
    */
   json: (): z.ZodType<JsonNullValue | core.util.JSONType> =>
     exact(
+      'json',
       z.preprocess(
         fromJsonText,
         z.union([z.custom<JsonNullValue>((value) => value === JsonNull), z.json()]),

@@ -220,10 +220,21 @@ describe('keys of every family', () => {
       if (respelled) {
         await local.pool.query('UPDATE keyed SET note = $1', ['local']);
         await remote.pool.query('UPDATE keyed SET k = $1 WHERE k = $2', respelled);
-        expect((await sync(true)).entities.keyed).toMatchObject({ updated: 1, inserted: 0, deleted: 0 });
-        expect((await sync()).entities.keyed).toMatchObject({ updated: 1, inserted: 0, deleted: 0 });
+        expect((await sync(true)).entities.keyed).toMatchObject({
+          updated: 1,
+          inserted: 0,
+          deleted: 0,
+        });
+        expect((await sync()).entities.keyed).toMatchObject({
+          updated: 1,
+          inserted: 0,
+          deleted: 0,
+        });
         expect((await local.pool.query(text)).rows).toEqual((await remote.pool.query(text)).rows);
-        expect((await local.pool.query('SELECT count(*)::int AS n FROM keyed WHERE note IS NULL')).rows[0].n).toBe(0);
+        expect(
+          (await local.pool.query('SELECT count(*)::int AS n FROM keyed WHERE note IS NULL'))
+            .rows[0].n,
+        ).toBe(0);
       }
     } finally {
       await Promise.all([source.end(), target.end()]);

@@ -84,6 +84,9 @@ export function createMemorySyncDatabase(
           return parsed.row as RowOf<E>;
         });
     },
+    async isEmpty(entity) {
+      return table(entity).length === 0;
+    },
     async estimateRows(entity, scope) {
       return table(entity).filter(inScope(entity, scope)).length;
     },

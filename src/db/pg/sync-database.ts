@@ -379,6 +379,16 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       });
     },
 
+    async isEmpty(entity) {
+      const { rows } = await executeAll(entity, 'looking at the target table', [
+        {
+          text: `SELECT NOT EXISTS (SELECT 1 FROM ${quoteTable(entity.table)}) AS empty`,
+          values: [],
+        },
+      ]);
+      return rows[0]?.empty === true;
+    },
+
     async estimateRows(entity, scope) {
       const description = await described(entity);
       if (await emulated()) return (await emulatedScan(entity, scope, description)).length;
@@ -546,7 +556,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       }));
     },
 
-    async write(entity, rows, scope) {
+    async write(entity, rows, scope, options = {}) {
       if (rows.length === 0) return { inserted: [], updated: [] };
       const description = await described(entity);
       const keyIndexes = entity.key.map((column) => entity.columnNames.indexOf(column));
@@ -588,6 +598,20 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       const client = connection.client;
       const action = `writing ${rows.length} rows`;
       let statements: Statement[];
+      if (options.allNew && client && supportsCopy(client)) {
+        // Keys nobody stores: straight into the table, as a bulk load does.
+        const copy = `COPY ${quoteTable(entity.table)} (${entity.columnNames.map((c: string) => quoteIdent(c)).join(', ')}) FROM STDIN`;
+        await copyInRows(client, copy, rows).catch((error: unknown) => {
+          brokenBy(error);
+          throw databaseError(error, entity.name, action);
+        });
+        return {
+          inserted: rows.map((row) =>
+            entity.key.map((c) => row[entity.columnNames.indexOf(c)] as string),
+          ),
+          updated: [],
+        };
+      }
       if (client && connection.stages && supportsCopy(client)) {
         // Bulk: the rows COPY into a staging table, then one upsert from it.
         let stage = connection.stages.get(entity.name);
