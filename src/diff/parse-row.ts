@@ -40,6 +40,9 @@ interface ColumnRule {
   preferred: number;
 }
 
+/** The schema output of a row the parser did not run the schema on (a sync does not use it). */
+const NO_OUTPUT: Readonly<Record<string, unknown>> = Object.freeze({});
+
 /** Parses rows of one entity; build once per entity and run. */
 export interface RowParser {
   parse(values: readonly TextValue[]): ParsedRow | DataError;
@@ -81,6 +84,19 @@ export function rowParser(
     entity.tenantColumn === undefined ? -1 : entity.columnNames.indexOf(entity.tenantColumn);
   const objectChecks = ((entity.columns as z.ZodObject)._zod.def.checks ?? []).length > 0;
 
+  // When every column's schema accepts every value of its type (and a NULL where the value is
+  // NULL), a row is valid as it stands and is written as it came: no schema runs.
+  const nullAccepted = rules.map(
+    (rule) => rule.schema.safeParse(null).success && rule.schema.parse(null) === null,
+  );
+  const settled =
+    skipImplied && !objectChecks && rules.every((rule) => rule.implied && rule.limit === undefined);
+  const settledRow = (values: readonly TextValue[]) => {
+    if (tenantIndex >= 0 && tenant !== undefined && values[tenantIndex] !== tenant) return false;
+    for (let i = 0; i < rules.length; i++) if (values[i] === null && !nullAccepted[i]) return false;
+    for (const index of keyIndexes) if (values[index] === null) return false;
+    return true;
+  };
   const keyRules = entity.key.map(
     (column) => rules.find((rule) => rule.name === column) as ColumnRule,
   );
@@ -98,6 +114,9 @@ export function rowParser(
   return {
     keyOf,
     parse(values) {
+      if (settled && settledRow(values)) {
+        return { key: keyIndexes.map((index) => values[index] as string), values, row: NO_OUTPUT };
+      }
       const keyTexts = keyIndexes.map((index) => values[index] ?? null);
       const at = (column?: string) => ({ entity, side, keyTexts, column, key: keyOf(keyTexts) });
       const nullKey = keyIndexes.find((index) => values[index] === null);

@@ -33,6 +33,7 @@ const COLUMNS: [string, string, string][] = [
   ['ch', 'char(5)', 'ab'],
   ['ci', 'citext', 'AbC'],
   ['nm', 'name', 'n'],
+  ['txt', 'text', 'tab\there\nnew line\r\\ back\\N end'],
   ['bin', 'bytea', '\\x00ff5c27'],
   ['flag', 'boolean', 'false'],
   ['d', 'date', '0044-03-15 BC'],

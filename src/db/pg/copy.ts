@@ -25,11 +25,11 @@ const ESCAPES: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t:
 function field(text: string): string | null {
   if (text === '\\N') return null;
   if (!text.includes('\\')) return text;
-  return text.replace(/\\(x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)/g, (_, escape: string) => {
-    if (escape.length === 1 && !/[0-7]/.test(escape)) return ESCAPES[escape] ?? escape;
-    const code = escape.startsWith('x')
-      ? Number.parseInt(escape.slice(1), 16)
-      : Number.parseInt(escape, 8);
+  return text.replace(/\\(x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)/g, (_, sequence: string) => {
+    if (sequence.length === 1 && !/[0-7]/.test(sequence)) return ESCAPES[sequence] ?? sequence;
+    const code = sequence.startsWith('x')
+      ? Number.parseInt(sequence.slice(1), 16)
+      : Number.parseInt(sequence, 8);
     return String.fromCharCode(code);
   });
 }
