@@ -77,7 +77,7 @@ describe('cases that look equal, keys that look different, names the library use
       'query',
       'wanted',
       'inserted',
-     
+
       'meter_sync_stage_1',
       'EXCLUDED',
       'g',
