@@ -7,15 +7,12 @@ export interface SyncWarning {
    * `orphaned-rows`: source rows skipped because a referenced parent row is not in the target.
    * `held-by-other-tenant`: source rows skipped because their key is stored under another tenant.
    * `kept-referenced-rows`: rows not deleted because rows outside this run's scope still reference them.
-   * `compared-by-value`: the sides' column types differ too much to compare in SQL, so the rows
-   * were compared in memory (correct, but not memory-bounded).
    * `invalid-rows`: source rows that broke the definition were skipped (`invalidRows: 'skip'`).
    */
   readonly code:
     | 'orphaned-rows'
     | 'held-by-other-tenant'
     | 'kept-referenced-rows'
-    | 'compared-by-value'
     | 'invalid-rows';
   readonly message: string;
   /** How many rows it concerns. */

@@ -21,9 +21,8 @@ const EMULATED: Capabilities = {
 };
 
 /**
- * Asks the engine on a connection of its own: its version, then whether the driver takes
- * per-query type parsers. The probe's connection is destroyed when the probe fails, because
- * a driver that rejects the parsers (PGlite's adapter) is left unusable by the attempt.
+ * Asks the engine its version on a connection of its own: an engine that cannot tell it (pg-mem)
+ * is an emulator.
  */
 export async function detectCapabilities(pool: PgPool): Promise<Capabilities> {
   const client = await pool.connect();
