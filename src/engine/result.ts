@@ -9,11 +9,7 @@ export interface SyncWarning {
    * `kept-referenced-rows`: rows not deleted because rows outside this run's scope still reference them.
    * `invalid-rows`: source rows that broke the definition were skipped (`invalidRows: 'skip'`).
    */
-  readonly code:
-    | 'orphaned-rows'
-    | 'held-by-other-tenant'
-    | 'kept-referenced-rows'
-    | 'invalid-rows';
+  readonly code: 'orphaned-rows' | 'held-by-other-tenant' | 'kept-referenced-rows' | 'invalid-rows';
   readonly message: string;
   /** How many rows it concerns. */
   readonly count: number;
