@@ -222,7 +222,7 @@ describe('the source connection lost in the middle of a read', () => {
         ]),
       ([onSource, onTarget]) =>
         (copying(onSource, 'COPY (SELECT') || copying(onSource, 'FETCH FORWARD')) &&
-        ['COPY "meter_sync_stage', 'INSERT INTO "bulk_reading"', 'TRUNCATE "meter_sync_stage'].some(
+        ['COPY "bulk_reading"', 'COPY "meter_sync_stage', 'INSERT INTO "bulk_reading"'].some(
           (start) => copying(onTarget, start),
         ),
       15_000,
