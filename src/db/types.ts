@@ -157,6 +157,19 @@ export interface SyncDatabase {
     scope: Scope,
     options?: { readonly allNew?: boolean },
   ): Promise<Written>;
+  /**
+   * Loads rows given as COPY text into the table, which the caller knows to be empty, and checks
+   * them: every row of the scope's tenant, and no NULL in `required` columns. Returns the rows
+   * loaded; or `undefined`, having loaded nothing, where a row breaks the table's constraints or
+   * these checks (the caller then takes the rows one by one, to name the row at fault) or the
+   * database cannot load text.
+   */
+  bulkLoad?(
+    entity: AnyEntity,
+    text: AsyncIterable<Uint8Array>,
+    scope: Scope,
+    required: readonly string[],
+  ): Promise<number | undefined>;
   /** Deletes the rows with these keys (within scope). Returns how many were deleted. */
   deleteKeys(entity: AnyEntity, keys: readonly TextKey[], scope: Scope): Promise<number>;
   /** Sets columns on the rows with these keys (within scope) where they differ: a soft delete. */
@@ -197,6 +210,11 @@ export interface SourceSnapshot {
   readonly features: Features;
   /** Bucket fingerprints of the entity's rows in scope (`features.sqlHash` only). */
   fingerprints(entity: AnyEntity, request: ReadRequest): Promise<Fingerprints>;
+  /**
+   * The values of the rows in scope with a complete key, as PostgreSQL's COPY text (one line a
+   * row, `entity.columnNames` in order), in chunks; `undefined` where the source cannot.
+   */
+  bulkText?(entity: AnyEntity, request: ReadRequest): AsyncIterable<Uint8Array> | undefined;
   /** The entity's rows in scope with a complete key, in key order, in batches. */
   rows(entity: AnyEntity, request: ReadRequest): AsyncIterable<readonly SourceRow[]>;
   /** The rows in scope with these keys (as `rows` gives keys), values included; any order. */

@@ -46,6 +46,14 @@ const NO_OUTPUT: Readonly<Record<string, unknown>> = Object.freeze({});
 /** Parses rows of one entity; build once per entity and run. */
 export interface RowParser {
   parse(values: readonly TextValue[]): ParsedRow | DataError;
+  /**
+   * Whether every column's schema accepts every value of its type (as `skipImplied` allows):
+   * then a row is valid exactly when its key is complete, its tenant is the run's and the
+   * `required` columns hold a value.
+   */
+  readonly settled: boolean;
+  /** The columns whose schema refuses NULL. */
+  readonly required: readonly string[];
   /** A key as the schema reads it (`{ id: 5n }`), for errors; text where the schema refuses it. */
   keyOf(keyTexts: readonly (string | null)[]): Record<string, unknown>;
 }
@@ -113,6 +121,8 @@ export function rowParser(
     );
   return {
     keyOf,
+    settled,
+    required: rules.filter((_, i) => !nullAccepted[i]).map((rule) => rule.name),
     parse(values) {
       if (settled && settledRow(values)) {
         return { key: keyIndexes.map((index) => values[index] as string), values, row: NO_OUTPUT };

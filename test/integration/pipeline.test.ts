@@ -258,3 +258,65 @@ describe('failures while reading', () => {
     expect(result.entities.device_register).toMatchObject({ status: 'ok', inserted: 6 });
   });
 });
+
+describe('an empty table loaded in bulk', () => {
+  const item = defineEntity({
+    name: 'item',
+    table: 'item',
+    columns: z.object({ id: col.int(), tenant_id: col.int(), label: col.text() }),
+    key: ['id'],
+    tenantColumn: 'tenant_id',
+  });
+  async function pair(rows: string) {
+    const remote = await createDatabase('bulk_remote');
+    const local = await createDatabase('bulk_local');
+    await remote.pool.query(
+      `CREATE TABLE item (id int, tenant_id int, label text); INSERT INTO item VALUES ${rows}`,
+    );
+    await local.pool.query('CREATE TABLE item (id int PRIMARY KEY, tenant_id int, label text)');
+    return { remote, local };
+  }
+
+  it('takes the rows in one load when every row is valid by its types', async () => {
+    const { remote, local } = await pair("(1, 1, 'a'), (2, 1, 'b'), (3, 2, 'other')");
+    const { lines, logger } = recordingLogger();
+    const result = await performSync({
+      source: remote.pool,
+      target: local.pool,
+      tenantId: 1,
+      entities: [item],
+      logger,
+    });
+    expect(result.entities.item).toMatchObject({ status: 'ok', inserted: 2 });
+    expect(lines.some((line) => line.message === 'entity loaded in bulk')).toBe(true);
+    expect((await local.pool.query('SELECT id, label FROM item ORDER BY id')).rows).toEqual([
+      { id: 1, label: 'a' },
+      { id: 2, label: 'b' },
+    ]);
+  });
+
+  it.each([
+    [
+      "(1, 1, 'a'), (2, 1, NULL)",
+      /item: source row \(id=2\) column "label" is NULL, which the schema does not allow/,
+    ],
+    [
+      "(1, 1, 'a'), (3, 1, 'x'), (3, 1, 'y')",
+      /item: the source returned key \(id=3\) more than once/,
+    ],
+  ])('undoes the load and names the row at fault for %s', async (rows, message) => {
+    const { remote, local } = await pair(rows);
+    const { lines, logger } = recordingLogger();
+    const result = await performSync({
+      source: remote.pool,
+      target: local.pool,
+      tenantId: 1,
+      entities: [item],
+      logger,
+    });
+    expect(lines.some((line) => line.message === 'bulk load declined')).toBe(true);
+    expect(result.entities.item.status).toBe('failed');
+    expect(result.entities.item.error?.message).toMatch(message);
+    expect((await local.pool.query('SELECT count(*)::int AS n FROM item')).rows[0].n).toBe(0);
+  });
+});

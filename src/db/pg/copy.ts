@@ -54,6 +54,43 @@ export async function* copyOutRows(
   if (rest !== '') yield [rest.split('\t').map(field)];
 }
 
+/** The raw bytes of `COPY (…) TO STDOUT`, chunk by chunk. */
+export function copyOutBytes(client: PgClient, copyOutSql: string): AsyncIterable<Uint8Array> {
+  return (client as unknown as CopyCapableClient).query(copyTo(copyOutSql)) as Readable;
+}
+
+/**
+ * Streams bytes into `COPY … FROM STDIN`; resolves with the rows written. The input is always
+ * read to its end, even after the COPY failed, so a COPY it comes from is never left half read.
+ */
+export async function copyInBytes(
+  client: PgClient,
+  copyInSql: string,
+  bytes: AsyncIterable<Uint8Array>,
+): Promise<number> {
+  const into = (client as unknown as CopyCapableClient).query(copyFrom(copyInSql)) as Writable & {
+    rowCount: number;
+  };
+  let failure: unknown;
+  const failed = new Promise<void>((resolve) => {
+    into.once('error', (error) => {
+      failure ??= error;
+      resolve();
+    });
+  });
+  const finished = new Promise<void>((resolve) => into.once('finish', resolve));
+  for await (const chunk of bytes) {
+    if (failure !== undefined) continue;
+    if (!into.write(chunk)) {
+      await Promise.race([new Promise((resolve) => into.once('drain', resolve)), failed]);
+    }
+  }
+  if (failure === undefined) into.end();
+  await Promise.race([finished, failed]);
+  if (failure !== undefined) throw failure;
+  return into.rowCount;
+}
+
 /** A value as a field of COPY's text format. */
 function copyField(value: string | null): string {
   if (value === null) return '\\N';

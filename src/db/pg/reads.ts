@@ -278,6 +278,14 @@ export function rowsByKeyStatement(
   };
 }
 
+/** The values of every row in scope with a complete key, as text, in `entity.columnNames` order. */
+export function valuesStatement(shape: ReadShape): Statement {
+  return {
+    text: `SELECT ${shape.columns.map((c) => asText(c.value)).join(', ')} FROM ${shape.from} WHERE ${[...shape.where, notNullKey(shape)].join(' AND ')}`,
+    values: [...shape.params],
+  };
+}
+
 /** Up to `limit` rows in scope with a NULL in the key, every column as text. */
 export function nullKeyRowsStatement(shape: ReadShape, limit: number): Statement {
   const params = new Parameters(shape.params);

@@ -5,7 +5,7 @@ import { DatabaseError, sqlState } from '../../errors.js';
 import { textHash } from '../text-hash.js';
 import type { ReadRequest, Scope, SourceDatabase, SourceSnapshot, TextRow } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
-import { copyOutRows, supportsCopy } from './copy.js';
+import { copyOutBytes, copyOutRows, supportsCopy } from './copy.js';
 import { cursorRows, FETCH_ROWS } from './cursor.js';
 import { emulatedRows, orderedKeyHashes } from './emulated.js';
 import { databaseError, sourceError } from './errors.js';
@@ -19,6 +19,7 @@ import {
   rowsStatement,
   sourceSelect,
   sourceShape,
+  valuesStatement,
 } from './reads.js';
 import { PIN_SOURCE } from './settings.js';
 import {
@@ -264,6 +265,22 @@ async function openSourceSnapshot(
         if (!done && capabilities.transactional && connectionError === undefined)
           await guarded(rollbackToSavepoint(READ_SAVEPOINT)).catch(() => undefined);
       }
+    },
+
+    bulkText(entity, request) {
+      if (!real || !supportsCopy(client) || entity.source.kind !== 'table') return undefined;
+      const action = 'reading the source';
+      return (async function* () {
+        usable(entity, action);
+        if (capabilities.transactional) await guarded(savepoint(READ_SAVEPOINT));
+        try {
+          const shape = await copyShapeOf(entity, request);
+          yield* copyOutBytes(client, `COPY (${valuesStatement(shape).text}) TO STDOUT`);
+          if (capabilities.transactional) await guarded(releaseSavepoint(READ_SAVEPOINT));
+        } catch (error) {
+          throw await failed(entity, action, error);
+        }
+      })();
     },
 
     async rowsByKey(entity, request, keys) {

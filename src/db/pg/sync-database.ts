@@ -15,7 +15,7 @@ import type {
   TransactionOptions,
 } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
-import { copyInRows, supportsCopy } from './copy.js';
+import { copyInBytes, copyInRows, supportsCopy } from './copy.js';
 import { cursorRows, FETCH_ROWS } from './cursor.js';
 import { emulatedRows, orderedKeyHashes, sameEmulatedText } from './emulated.js';
 import { databaseError } from './errors.js';
@@ -36,7 +36,10 @@ import {
   quoteTable,
   ROLLBACK,
   RUN_LOCK,
+  releaseSavepoint,
+  rollbackToSavepoint,
   type Statement,
+  savepoint,
   selectByKeyArrays,
   selectStatement,
   setLocal,
@@ -171,6 +174,20 @@ function connectionFailure(error: unknown): Error | undefined {
 const asError = (value: unknown) => (value instanceof Error ? value : new Error(String(value)));
 
 let stagesMade = 0;
+
+const BULK_SAVEPOINT = 'meter_sync_bulk';
+/** What a table refuses in a bulk load that the row-by-row path names: keys, NULLs, lengths, checks. */
+const BULK_REFUSALS = new Set([
+  '23505',
+  '23502',
+  '22001',
+  '23514',
+  '23503',
+  '22P02',
+  '22007',
+  '22008',
+  '22003',
+]);
 
 function makeDatabase(connection: Connection): PgSyncDatabase {
   const { pool, capabilities, descriptions } = connection;
@@ -642,6 +659,54 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       for (const row of arrays)
         (row[0] === true ? inserted : updated).push(row.slice(1) as string[]);
       return { inserted, updated };
+    },
+
+    async bulkLoad(entity, text, scope, required) {
+      const client = connection.client;
+      if (!client || !supportsCopy(client) || (await emulated())) return undefined;
+      const action = 'loading rows';
+      const columns = entity.columnNames.map((c: string) => quoteIdent(c)).join(', ');
+      await executeAll(entity, action, [{ text: savepoint(BULK_SAVEPOINT), values: [] }]);
+      const undo = () =>
+        executeAll(entity, action, [{ text: rollbackToSavepoint(BULK_SAVEPOINT), values: [] }]);
+      let loaded: number;
+      try {
+        loaded = await copyInBytes(
+          client,
+          `COPY ${quoteTable(entity.table)} (${columns}) FROM STDIN`,
+          text,
+        );
+      } catch (error) {
+        if (error instanceof MeterSyncError || !BULK_REFUSALS.has(sqlState(error) ?? '')) {
+          if (!(error instanceof MeterSyncError)) brokenBy(error);
+          await undo().catch(() => undefined);
+          throw error instanceof MeterSyncError ? error : databaseError(error, entity.name, action);
+        }
+        await undo();
+        return undefined;
+      }
+      const tenant = tenantFilter(entity, scope);
+      const conditions = required.map((column) => `${quoteIdent(column)} IS NULL`);
+      const values: unknown[] = [];
+      if (tenant) {
+        values.push(tenant.value);
+        const type = (await described(entity)).get(tenant.column)?.type ?? 'text';
+        conditions.push(`${quoteIdent(tenant.column)} IS DISTINCT FROM CAST($1 AS ${type})`);
+      }
+      if (conditions.length > 0) {
+        const { rows } = await executeAll(entity, action, [
+          {
+            text: `SELECT EXISTS (SELECT 1 FROM ${quoteTable(entity.table)} WHERE ${conditions.join(' OR ')}) AS refused`,
+            values,
+          },
+        ]);
+        if (rows[0]?.refused === true) {
+          await undo();
+          return undefined;
+        }
+      }
+      await executeAll(entity, action, [{ text: releaseSavepoint(BULK_SAVEPOINT), values: [] }]);
+      return loaded;
     },
 
     async deleteKeys(entity, keys, scope) {
