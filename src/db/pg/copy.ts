@@ -79,11 +79,20 @@ export async function copyInBytes(
     });
   });
   const finished = new Promise<void>((resolve) => into.once('finish', resolve));
-  for await (const chunk of bytes) {
-    if (failure !== undefined) continue;
-    if (!into.write(chunk)) {
-      await Promise.race([new Promise((resolve) => into.once('drain', resolve)), failed]);
+  try {
+    for await (const chunk of bytes) {
+      if (failure !== undefined) continue;
+      if (!into.write(chunk)) {
+        await Promise.race([new Promise((resolve) => into.once('drain', resolve)), failed]);
+      }
     }
+  } catch (error) {
+    // The input failed (the source's read): abort the COPY so the connection leaves COPY mode.
+    if (failure === undefined) {
+      into.destroy(error instanceof Error ? error : new Error(String(error)));
+      await failed;
+    }
+    throw error;
   }
   if (failure === undefined) into.end();
   await Promise.race([finished, failed]);
