@@ -1,7 +1,14 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { col, defineEntity, type PgPool, performSync, silentLogger } from '../../src/index.js';
+import {
+  type AnyEntity,
+  col,
+  defineEntity,
+  type PgPool,
+  performSync,
+  silentLogger,
+} from '../../src/index.js';
 import { memDatabase } from '../support/pgmem.js';
 import { createDatabase } from '../support/postgres.js';
 
@@ -29,6 +36,22 @@ const itemRefined = defineEntity({
       .text()
       .refine(() => true)
       .nullable(),
+  }),
+  key: ['site', 'code'],
+  tenantColumn: 'tenant_id',
+  source: { table: 'remote_item', columns: { site: 'site_no', label: 'title' } },
+});
+
+/** The same entity in plain zod, as an existing codebase writes it. */
+const itemPlain = defineEntity({
+  name: 'item',
+  table: 'item',
+  columns: z.object({
+    site: z.number().int(),
+    code: z.string(),
+    tenant_id: z.number().int(),
+    amount: z.string().nullable(),
+    label: z.string().nullable(),
   }),
   key: ['site', 'code'],
   tenantColumn: 'tenant_id',
@@ -132,7 +155,7 @@ async function convergenceHolds(
   sides: Sides,
   source: Row[],
   target: Row[],
-  entity: typeof item = item,
+  entity: AnyEntity = item,
   hash: 'sql' | 'text' = 'text',
 ) {
   await fill(sides, source, target);
@@ -152,7 +175,8 @@ async function convergenceHolds(
     logger,
   });
   expect(hashes).toEqual([hash]);
-  expect(first.entities.item.error).toBeUndefined();
+  const synced = first.entities.item as NonNullable<typeof first.entities.item>;
+  expect(synced.error).toBeUndefined();
 
   const after = await readTarget(sides);
   const expectedTenant1 = source.filter((r) => r.tenant_id === 1 && !heldByTenant2.has(keyOf(r)));
@@ -160,13 +184,13 @@ async function convergenceHolds(
   expect(sorted(after.filter((r) => r.tenant_id === 2))).toEqual(
     sorted(target.filter((r) => r.tenant_id === 2)),
   );
-  expect(first.entities.item.skipped).toBe(
+  expect(synced.skipped).toBe(
     source.filter((r) => r.tenant_id === 1 && heldByTenant2.has(keyOf(r))).length,
   );
   const notes = (
     await sides.target.query('SELECT count(*)::int AS n FROM item WHERE local_note IS NULL')
   ).rows;
-  expect(Number((notes[0] as { n: number }).n)).toBe(first.entities.item.inserted);
+  expect(Number((notes[0] as { n: number }).n)).toBe(synced.inserted);
 
   const second = await performSync({
     source: sides.source,
@@ -205,6 +229,7 @@ describe('after a sync the target equals the source within scope (property)', ()
     it.each([
       ['col schemas', item],
       ['a refining schema', itemRefined],
+      ['plain zod', itemPlain],
     ] as const)('holds with %s', async (_style, entity) => {
       await fc.assert(
         fc.asyncProperty(table, table, async (source, target) => {
