@@ -46,7 +46,7 @@ export function renderResult(result: SyncResult, options: RenderOptions): string
   }
   if (notes.length > 0) lines.push('', ...notes);
 
-  if (options.verbose) lines.push(...renderChanges(entries));
+  if (options.verbose) for (const line of renderChanges(entries)) lines.push(line);
   lines.push('', summary(result, entries, options.plan));
   return lines;
 }

@@ -47,7 +47,7 @@ export function recordOutcome(
     child.deleted += cascade.deleted.count;
     if (listChanges) {
       child.changes ??= { inserted: [], updated: [], deleted: [] };
-      child.changes.deleted.push(...cascade.deleted.keys);
+      append(child.changes.deleted, cascade.deleted.keys);
     }
   }
   tally.inserted += outcome.inserted.count;
@@ -57,9 +57,9 @@ export function recordOutcome(
   tally.skipped += outcome.orphans.count + outcome.heldElsewhere.count + outcome.invalid.count;
   if (listChanges) {
     tally.changes ??= { inserted: [], updated: [], deleted: [] };
-    tally.changes.inserted.push(...outcome.inserted.keys);
-    tally.changes.updated.push(...outcome.updated.keys);
-    tally.changes.deleted.push(...outcome.deleted.keys);
+    append(tally.changes.inserted, outcome.inserted.keys);
+    append(tally.changes.updated, outcome.updated.keys);
+    append(tally.changes.deleted, outcome.deleted.keys);
   }
 
   const warn = (warning: SyncWarning) => {
@@ -102,4 +102,9 @@ export function recordOutcome(
       message: `${entity.name}: kept ${kept.count} row(s) missing on the source because ${kept.referencedBy.join(', ')} rows outside this run's scope still reference them`,
     });
   }
+}
+
+/** Appends one by one: `push(...items)` passes every item as an argument, and overflows the stack. */
+function append<T>(target: T[], items: readonly T[]): void {
+  for (const item of items) target.push(item);
 }

@@ -1,7 +1,7 @@
 import type { AnyEntity } from '../entity/types.js';
 import { MeterSyncError } from '../errors.js';
 import type { RunContext } from './context.js';
-import { recordOutcome } from './outcome.js';
+import { type Outcome, recordOutcome } from './outcome.js';
 import { syncEntityRows } from './pipeline.js';
 
 /**
@@ -13,28 +13,13 @@ export async function syncEntity(context: RunContext, entity: AnyEntity): Promis
   const tally = context.tally(entity);
   const started = performance.now();
   context.emit({ type: 'entity-start', entity: entity.name });
+  const { statementTimeoutMs, lockTimeoutMs } = context.settings;
+  let outcome: Outcome;
   try {
-    const { statementTimeoutMs, lockTimeoutMs } = context.settings;
-    const outcome = await context.target.transaction((db) => syncEntityRows(context, db, entity), {
+    outcome = await context.target.transaction((db) => syncEntityRows(context, db, entity), {
       statementTimeoutMs,
       lockTimeoutMs,
     });
-    recordOutcome(context, entity, tally, outcome);
-    tally.durationMs = performance.now() - started;
-    const { inserted, updated, deleted, skipped, unchanged } = tally;
-    context.logger.info(
-      {
-        entity: entity.name,
-        inserted,
-        updated,
-        deleted,
-        skipped,
-        unchanged,
-        ms: Math.round(tally.durationMs),
-        dryRun: context.dryRun,
-      },
-      context.dryRun ? 'entity planned' : 'entity synced',
-    );
   } catch (error) {
     tally.durationMs = performance.now() - started;
     tally.error =
@@ -42,15 +27,31 @@ export async function syncEntity(context: RunContext, entity: AnyEntity): Promis
         ? error
         : new MeterSyncError(
             `${entity.name}: ${error instanceof Error ? error.message : String(error)}`,
-            {
-              entity: entity.name,
-              cause: error,
-            },
+            { entity: entity.name, cause: error },
           );
     context.logger.error(
       { entity: entity.name, err: tally.error },
       'entity failed; its changes were rolled back',
     );
+    context.emit({ type: 'entity-end', entity: entity.name, result: tally.toResult() });
+    return;
   }
+  // Committed: what follows only reports it, and must not be able to call it failed.
+  recordOutcome(context, entity, tally, outcome);
+  tally.durationMs = performance.now() - started;
+  const { inserted, updated, deleted, skipped, unchanged } = tally;
+  context.logger.info(
+    {
+      entity: entity.name,
+      inserted,
+      updated,
+      deleted,
+      skipped,
+      unchanged,
+      ms: Math.round(tally.durationMs),
+      dryRun: context.dryRun,
+    },
+    context.dryRun ? 'entity planned' : 'entity synced',
+  );
   context.emit({ type: 'entity-end', entity: entity.name, result: tally.toResult() });
 }

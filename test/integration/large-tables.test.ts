@@ -73,3 +73,41 @@ describe(`a ${ROWS.toLocaleString('en')}-row table in plain zod`, () => {
     expect((await sync()).entities.reg).toMatchObject({ inserted: 0, updated: 0, deleted: 0 });
   }, 240_000);
 });
+
+describe('change lists at any number of changes', () => {
+  it('lists every key of 150,000 inserts and 150,000 updates, as committed', async () => {
+    const remote = await createDatabase('lists_remote');
+    const local = await createDatabase('lists_local');
+    const ddl = 'CREATE TABLE item (id int PRIMARY KEY, tenant_id int NOT NULL, label text)';
+    await remote.pool.query(`${ddl};
+      INSERT INTO item SELECT i, 1, 'v' || i FROM generate_series(1, 150000) AS i`);
+    await local.pool.query(ddl);
+    const item = defineEntity({
+      name: 'item',
+      table: 'item',
+      columns: z.object({ id: z.number(), tenant_id: z.number(), label: z.string() }),
+      key: ['id'],
+      tenantColumn: 'tenant_id',
+    });
+    const sync = () =>
+      performSync({
+        source: remote.pool,
+        target: local.pool,
+        tenantId: 1,
+        entities: [item],
+        listChanges: true,
+      });
+    const first = await sync();
+    expect(first.entities.item).toMatchObject({ status: 'ok', inserted: 150000 });
+    expect(first.entities.item.changes?.inserted).toHaveLength(150000);
+    expect(new Set(first.entities.item.changes?.inserted).size).toBe(150000);
+    await remote.pool.query("UPDATE item SET label = label || '!'");
+    const second = await sync();
+    expect(second.entities.item).toMatchObject({ status: 'ok', updated: 150000 });
+    expect(second.entities.item.changes?.updated).toHaveLength(150000);
+    const differing = await local.pool.query(
+      "SELECT count(*)::int AS n FROM item WHERE label NOT LIKE '%!'",
+    );
+    expect(differing.rows[0].n).toBe(0);
+  }, 120_000);
+});

@@ -213,7 +213,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
         try {
           const result = await client.query(statement);
           count += result.rowCount ?? 0;
-          rows.push(...(result.rows as StoredRow[]));
+          for (const row of result.rows as StoredRow[]) rows.push(row);
         } catch (error) {
           brokenBy(error);
           throw databaseError(error, entity?.name, action);
