@@ -1,5 +1,7 @@
 import pg from 'pg';
 import type { MeterSyncConnection } from '../config/define-config.js';
+import type { PgClient } from '../db/pg/pool.js';
+import { messageOf } from '../errors.js';
 import {
   ConnectionStringError,
   describeConfig,
@@ -98,4 +100,25 @@ export function connectionHint(
     return `check ${named('source')} and ${named('target')} and that both servers accept connections`;
   }
   return `check ${named(side)} and that the server accepts connections`;
+}
+
+/**
+ * A connection of `pool`, for statements of its own; a failure to connect is a usage error that
+ * says what was being done and how to reach the database.
+ */
+export async function checkOut(
+  pool: pg.Pool,
+  connection: ResolvedConnection,
+  role: string,
+  action: string,
+): Promise<PgClient> {
+  try {
+    return (await pool.connect()) as unknown as PgClient;
+  } catch (error) {
+    throw new CliError(
+      `${action} failed: ${messageOf(error)}; ${connectionHint(role, { [connection.side]: connection })}`,
+      ExitCode.usage,
+      'DatabaseError',
+    );
+  }
 }

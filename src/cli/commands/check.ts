@@ -1,6 +1,6 @@
 import type { PgClient } from '../../db/pg/pool.js';
 import { messageOf } from '../../errors.js';
-import { connectionHint, openPool, type ResolvedConnection } from '../connections.js';
+import { checkOut, openPool } from '../connections.js';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { checkEntity, type Finding } from '../inspect.js';
 import type { Outcome } from '../outcome.js';
@@ -18,9 +18,19 @@ export async function runCheckCommand(settings: Settings, output: Output): Promi
   const target = openPool(targetConnection);
   const clients: PgClient[] = [];
   try {
-    const sourceClient = await connect(source, sourceConnection, 'source');
+    const sourceClient = await checkOut(
+      source,
+      sourceConnection,
+      'source',
+      'connecting to the source',
+    );
     clients.push(sourceClient);
-    const targetClient = await connect(target, targetConnection, 'sync database');
+    const targetClient = await checkOut(
+      target,
+      targetConnection,
+      'sync database',
+      'connecting to the sync database',
+    );
     clients.push(targetClient);
     const entities = settings.only
       ? settings.registry.select(settings.only)
@@ -58,22 +68,6 @@ export async function runCheckCommand(settings: Settings, output: Output): Promi
   } finally {
     for (const client of clients) client.release();
     await Promise.all([source.end(), target.end()]).catch(() => undefined);
-  }
-}
-
-async function connect(
-  pool: ReturnType<typeof openPool>,
-  connection: ResolvedConnection,
-  role: string,
-): Promise<PgClient> {
-  try {
-    return (await pool.connect()) as unknown as PgClient;
-  } catch (error) {
-    throw new CliError(
-      `connecting to the ${role} failed: ${messageOf(error)}; ${connectionHint(role, { [connection.side]: connection })}`,
-      ExitCode.usage,
-      'DatabaseError',
-    );
   }
 }
 

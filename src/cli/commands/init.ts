@@ -3,7 +3,7 @@ import { createTableSql, describeTable } from '../../db/pg/catalog.js';
 import type { PgClient } from '../../db/pg/pool.js';
 import type { AnyEntity } from '../../entity/types.js';
 import { messageOf, sqlState } from '../../errors.js';
-import { connectionHint, openPool, type ResolvedConnection } from '../connections.js';
+import { checkOut, connectionHint, openPool } from '../connections.js';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { type Finding, sourceColumns, tableText, targetFindings } from '../inspect.js';
 import type { Outcome } from '../outcome.js';
@@ -40,14 +40,24 @@ export async function runInitCommand(
   const existing: string[] = [];
   const findings: Finding[] = [];
   try {
-    const targetClient = await connect(target, targetConnection, 'sync database');
+    const targetClient = await checkOut(
+      target,
+      targetConnection,
+      'sync database',
+      'creating the sync tables',
+    );
     clients.push(targetClient);
     let sourceClient: PgClient | undefined;
     for (const entity of custom) {
       if (!sourceClient) {
         const sourceConnection = settings.connection('source');
         source = openPool(sourceConnection);
-        sourceClient = await connect(source, sourceConnection, 'source');
+        sourceClient = await checkOut(
+          source,
+          sourceConnection,
+          'source',
+          'connecting to the source',
+        );
         clients.push(sourceClient);
       }
       const fromSource = await sourceColumns(sourceClient, entity, settings.tenantId);
@@ -128,22 +138,6 @@ export async function runInitCommand(
       ? {}
       : { error: `${errors} error${errors === 1 ? '' : 's'} in existing or source tables` }),
   };
-}
-
-async function connect(
-  pool: ReturnType<typeof openPool>,
-  connection: ResolvedConnection,
-  role: string,
-): Promise<PgClient> {
-  try {
-    return (await pool.connect()) as unknown as PgClient;
-  } catch (error) {
-    throw new CliError(
-      `${role === 'source' ? 'connecting to the source' : 'creating the sync tables'} failed: ${messageOf(error)}; ${connectionHint(role, { [connection.side]: connection })}`,
-      ExitCode.usage,
-      'DatabaseError',
-    );
-  }
 }
 
 /** No SQLSTATE (the network), or one of the classes a server answers a refused login with. */
