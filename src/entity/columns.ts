@@ -42,13 +42,8 @@ function exact<S extends core.$ZodType>(kind: keyof typeof IMPLIED_BY, schema: S
  * integer column, and so on.
  */
 export function acceptsEveryValue(schema: core.$ZodType, typeName: string | undefined): boolean {
-  let inner: core.$ZodType = schema;
-  while (inner._zod.def.type === 'nullable' || inner._zod.def.type === 'optional') {
-    if ((inner._zod.def.checks ?? []).length > 0) return false;
-    inner = (inner._zod.def as core.$ZodNullableDef | core.$ZodOptionalDef).innerType;
-  }
-  const kind = exactSchemas.get(inner);
-  if (kind === undefined || (inner._zod.def.checks ?? []).length > 0) return false;
+  const kind = exactKind(schema);
+  if (kind === undefined) return false;
   const types: readonly string[] | undefined = IMPLIED_BY[kind];
   return types === undefined || (typeName !== undefined && types.includes(typeName));
 }
@@ -59,14 +54,22 @@ export function acceptsEveryValue(schema: core.$ZodType, typeName: string | unde
  * the text the source sent is what is written.
  */
 export function isExactColumn(schema: core.$ZodType): boolean {
-  // By the schema's kind, not `instanceof`: the schema may come from the project's zod build.
+  return exactKind(schema) !== undefined;
+}
+
+/**
+ * Which `col` schema a column schema is, through `.nullable()` / `.optional()`; undefined for any
+ * other schema or for one refined anywhere. By the schema's kind, not `instanceof`: the schema
+ * may come from the project's zod build.
+ */
+function exactKind(schema: core.$ZodType): keyof typeof IMPLIED_BY | undefined {
   const checked = (type: core.$ZodType) => (type._zod.def.checks ?? []).length > 0;
   let inner: core.$ZodType = schema;
   while (inner._zod.def.type === 'nullable' || inner._zod.def.type === 'optional') {
-    if (checked(inner)) return false;
+    if (checked(inner)) return undefined;
     inner = (inner._zod.def as core.$ZodNullableDef | core.$ZodOptionalDef).innerType;
   }
-  return exactSchemas.has(inner) && !checked(inner);
+  return checked(inner) ? undefined : exactSchemas.get(inner);
 }
 
 /**
