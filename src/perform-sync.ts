@@ -4,6 +4,7 @@ import { createPgSource } from './db/pg/source.js';
 import { createPgSyncDatabase } from './db/pg/sync-database.js';
 import type { SyncDatabase, TenantId } from './db/types.js';
 import type { RunSettings } from './engine/context.js';
+import { DEFAULT_VERIFY_EVERY_MS } from './engine/detection.js';
 import type { SyncEventListener } from './engine/events.js';
 import type { SyncResult } from './engine/result.js';
 import { runSync } from './engine/run.js';
@@ -43,6 +44,15 @@ export interface PerformSyncOptions<E extends AnyEntity = AnyEntity> {
   readonly lockTimeoutMs?: number | undefined;
   /** Receives progress events: run start, entity start / progress / end, run end. */
   readonly onEvent?: SyncEventListener | undefined;
+  /**
+   * Incremental detection (default on): an entity read from a table on PostgreSQL 13+ reads only
+   * the rows changed since its last sync (by `xmin`, with SELECT alone), and finds deleted rows
+   * by counting. Where a watermark cannot be trusted, and every `verifyEveryMs` (default a day),
+   * every row is compared instead. `false` always compares every row.
+   */
+  readonly incremental?: boolean | { readonly verifyEveryMs?: number | undefined } | undefined;
+  /** Compare every row of every entity in this run, whatever the watermarks say. */
+  readonly full?: boolean | undefined;
 }
 
 /**
@@ -83,6 +93,13 @@ export async function performSync<
     statementTimeoutMs: options.statementTimeoutMs,
     lockTimeoutMs: options.lockTimeoutMs,
     onEvent: options.onEvent,
+    detection: {
+      incremental: options.incremental !== false,
+      verifyEveryMs:
+        (typeof options.incremental === 'object' ? options.incremental.verifyEveryMs : undefined) ??
+        DEFAULT_VERIFY_EVERY_MS,
+      full: options.full ?? false,
+    },
   };
   const target = isSyncDatabase(options.target)
     ? options.target

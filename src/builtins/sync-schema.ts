@@ -4,8 +4,11 @@
  *
  * Foreign keys mirror the source's; the engine orders writes so they always hold. Columns of
  * these tables that no definition lists (such as `device_register_id`) belong to the sync
- * database and are never written by a sync.
+ * database and are never written by a sync. \`meter_sync_watermark\` keeps where each entity's last
+ * sync left off, so the next one reads only what changed since.
  */
+import { WATERMARK_TABLE_SQL } from '../db/pg/watermarks.js';
+
 export const syncSchemaSql = `
 CREATE TABLE IF NOT EXISTS "device" (
   "device_id" bigint PRIMARY KEY,
@@ -48,4 +51,6 @@ CREATE TABLE IF NOT EXISTS "device_register" (
   UNIQUE ("device_id", "register_id")
 );
 CREATE INDEX IF NOT EXISTS "device_register_register_id_idx" ON "device_register" ("register_id");
+
+${WATERMARK_TABLE_SQL}
 `.trim();

@@ -100,6 +100,12 @@ const configSchema = z.strictObject({
   statementTimeoutMs: z.number().int().nonnegative().optional(),
   lockTimeoutMs: z.number().int().nonnegative().optional(),
   waitForLock: z.boolean().optional(),
+  incremental: z
+    .union([
+      z.boolean(),
+      z.object({ verifyEveryMs: z.number().int().positive().optional() }).strict(),
+    ])
+    .optional(),
   logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).optional(),
 });
 

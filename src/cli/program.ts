@@ -111,6 +111,11 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
       .option('--wait', 'wait for another sync into the target to finish instead of exiting with 3')
       .option('--statement-timeout <ms>', 'statement_timeout for every statement of the run')
       .option('--lock-timeout <ms>', 'lock_timeout for every target statement of the run')
+      .option('--full', 'compare every row this run, whatever the watermarks say')
+      .option(
+        '--no-incremental',
+        'compare every row, never only the rows changed since the last sync',
+      )
       .option('--verbose', 'with a dry run, list the key of every row that would change');
 
   syncOptions(
@@ -163,7 +168,11 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
     )
     .option('--wait', 'wait for another sync holding the lock instead of skipping the run')
     .option('--statement-timeout <ms>', 'statement_timeout for every statement of a run')
-    .option('--lock-timeout <ms>', 'lock_timeout for every target statement of a run');
+    .option('--lock-timeout <ms>', 'lock_timeout for every target statement of a run')
+    .option(
+      '--no-incremental',
+      'compare every row, never only the rows changed since the last sync',
+    );
 
   program
     .command('demo')

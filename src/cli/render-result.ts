@@ -12,13 +12,14 @@ export interface RenderOptions {
 
 /**
  * The result as the CLI prints it: one table row per entity (inserted / updated / deleted /
- * skipped / status / time), then warnings, errors, the changed keys when verbose, and a summary.
+ * skipped / status / rows read: changed ones or all / time), then warnings, errors, how a plan
+ * found each entity's changes, the changed keys when verbose, and a summary.
  */
 export function renderResult(result: SyncResult, options: RenderOptions): string[] {
   const entries = Object.entries<EntityResult>(result.entities);
   const headings = options.plan
-    ? ['entity', 'insert', 'update', 'delete', 'skip', 'status', 'time']
-    : ['entity', 'inserted', 'updated', 'deleted', 'skipped', 'status', 'time'];
+    ? ['entity', 'insert', 'update', 'delete', 'skip', 'status', 'rows read', 'time']
+    : ['entity', 'inserted', 'updated', 'deleted', 'skipped', 'status', 'rows read', 'time'];
   const rows = entries.map(([name, entity]) => [
     name,
     String(entity.inserted),
@@ -26,9 +27,10 @@ export function renderResult(result: SyncResult, options: RenderOptions): string
     String(entity.deleted),
     String(entity.skipped),
     entity.status === 'ok' ? 'ok' : 'FAILED',
+    entity.detection?.mode === 'incremental' ? 'changed' : entity.detection ? 'all' : '-',
     formatDuration(entity.durationMs),
   ]);
-  const lines = table(headings, rows, [false, true, true, true, true, false, true]);
+  const lines = table(headings, rows, [false, true, true, true, true, false, false, true]);
 
   const notes: string[] = [];
   for (const [, entity] of entries) {
@@ -40,6 +42,13 @@ export function renderResult(result: SyncResult, options: RenderOptions): string
   }
   for (const [, entity] of entries) {
     if (entity.error) notes.push(`error    ${oneLine(entity.error.message)}`);
+  }
+  // A plan says how each entity's changes were found; a sync leaves it to the log.
+  if (options.plan) {
+    for (const [name, entity] of entries) {
+      if (entity.detection)
+        notes.push(`rows     ${name}: ${entity.detection.mode}: ${entity.detection.reason}`);
+    }
   }
   if (entries.some(([, entity]) => entity.error?.name === 'SchemaError')) {
     notes.push('hint     meter-sync init --target URL creates the tables of the built-in entities');

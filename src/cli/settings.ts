@@ -32,6 +32,8 @@ export interface CommandOptions {
   readonly dryRun?: boolean | undefined;
   readonly print?: boolean | undefined;
   readonly schedule?: string | undefined;
+  readonly full?: boolean | undefined;
+  readonly incremental?: boolean | undefined;
 }
 
 /** A command's settings: the config file, then environment variables, then options. */
@@ -45,6 +47,10 @@ export interface Settings {
   readonly statementTimeoutMs: number | undefined;
   readonly lockTimeoutMs: number | undefined;
   readonly wait: boolean;
+  /** How changed rows are found (`performSync`'s `incremental`). */
+  readonly incremental: boolean | { readonly verifyEveryMs?: number | undefined };
+  /** Compare every row this run. */
+  readonly full: boolean;
   readonly schedule: number | string | undefined;
   readonly timezone: string | undefined;
   readonly runOnStart: boolean;
@@ -138,6 +144,8 @@ export async function resolveSettings(
         ? parseMilliseconds('--lock-timeout', options.lockTimeout)
         : config.lockTimeoutMs,
     wait: options.wait ?? config.waitForLock ?? false,
+    incremental: options.incremental === false ? false : (config.incremental ?? true),
+    full: options.full === true,
     schedule:
       options.schedule !== undefined
         ? /^\d+$/.test(options.schedule.trim())

@@ -51,6 +51,11 @@ export interface MeterSyncConfig<E extends AnyEntity = AnyEntity> {
   readonly statementTimeoutMs?: number | undefined;
   /** `lock_timeout` for every target statement of a run, in milliseconds. */
   readonly lockTimeoutMs?: number | undefined;
+  /**
+   * Incremental detection: read only the rows changed since the last sync where the source
+   * allows (default true), with a full comparison every `verifyEveryMs` (default a day).
+   */
+  readonly incremental?: boolean | { readonly verifyEveryMs?: number | undefined } | undefined;
   /** Wait for another sync that holds the sync lock instead of giving up. Default: false. */
   readonly waitForLock?: boolean | undefined;
   /** How much the CLI logs to stderr. Default: `silent`, or `info` for `meter-sync agent`. */

@@ -1,4 +1,4 @@
-import type { AnyEntity, RowOf } from '../entity/types.js';
+import type { AnyEntity, RowOf, TableName } from '../entity/types.js';
 
 /** A tenant identifier, as stored in an entity's `tenantColumn`. */
 export type TenantId = string | number | bigint;
@@ -65,6 +65,13 @@ export interface ReadRequest {
    * that differ); default true. Needs `hash: 'sql'`.
    */
   readonly values?: boolean | undefined;
+  /**
+   * Only rows changed at or after this watermark (a `ChangeTracking.watermark` of an earlier
+   * snapshot), source only. Ask only where `unreadableSince` found nothing against it.
+   */
+  readonly changedSince?: string | undefined;
+  /** Keys only: every row's hash is the same, so only keys present on one side differ. */
+  readonly keysOnly?: boolean | undefined;
 }
 
 /** Per-bucket fingerprints of the rows in scope: 8 bytes a bucket, in bucket order. */
@@ -85,6 +92,50 @@ export interface KeyHash {
 /** A source row: its key, hash and text values. */
 export interface SourceRow extends KeyHash {
   readonly values: TextRow;
+}
+
+/** Rows in scope on the source, counted in one pass of the snapshot. */
+export interface Census {
+  /** Rows with a complete key. */
+  readonly rows: number;
+  /** Rows with a NULL in the key. */
+  readonly nullKeys: number;
+  /** Rows with a complete key changed at or after the watermark asked about. */
+  readonly changed: number;
+}
+
+/**
+ * What a source snapshot knows of its changes: where it stands, so a later run can read only
+ * the rows changed since, and what makes such a read exact.
+ */
+export interface ChangeTracking {
+  /** The source's identity (system, timeline, database): a watermark from another is void. */
+  readonly origin: string;
+  /** This snapshot's watermark: every row it does not see was written at or after it. */
+  readonly watermark: string;
+  /** Why rows changed since `watermark` cannot be read exactly in this snapshot; else undefined. */
+  unreadableSince(watermark: string): string | undefined;
+  /** Whether `watermark` should move on even when nothing changed, to stay far from the horizon. */
+  ageing(watermark: string): boolean;
+  /**
+   * What must not change under a watermark: the identity of the entity's source table and its
+   * columns. `undefined` where changes cannot be read by row (a query, a view).
+   */
+  tableIdentity(entity: AnyEntity): Promise<string | undefined>;
+  /** The rows in scope, and those changed at or after `since`, counted in one pass. */
+  census(entity: AnyEntity, request: ReadRequest, since: string): Promise<Census>;
+}
+
+/** Where an entity's last sync left off, stored in the sync database with its changes. */
+export interface Watermark {
+  /** `ChangeTracking.origin` of the source it came from. */
+  readonly origin: string;
+  /** `ChangeTracking.watermark` of the snapshot the entity was last synced from. */
+  readonly position: string;
+  /** The definition, target columns and source table it holds for; another voids it. */
+  readonly fingerprint: string;
+  /** When every row of the entity was last compared. */
+  readonly verifiedAt: Date;
 }
 
 /** What a database can do for the pipeline. */
@@ -135,6 +186,29 @@ export interface SyncDatabase {
   fingerprints(entity: AnyEntity, request: ReadRequest): Promise<Fingerprints>;
   /** Keys and row hashes in scope, in key order, in batches. */
   keyHashes(entity: AnyEntity, request: ReadRequest): AsyncIterable<readonly KeyHash[]>;
+  /** Keys and row hashes of the rows in scope with these keys (as `keyHashes` gives keys); any order. */
+  keyHashesOf(
+    entity: AnyEntity,
+    request: ReadRequest,
+    keys: readonly TextKey[],
+  ): Promise<KeyHash[]>;
+  /** How many rows in scope have a complete key. */
+  count(entity: AnyEntity, request: ReadRequest): Promise<number>;
+  /**
+   * What changes when the table is replaced or emptied other than by a sync (recreated,
+   * truncated, rewritten): a watermark holds only for the table it was taken with.
+   */
+  tableIdentity(entity: AnyEntity): Promise<string>;
+  /**
+   * The watermarks stored for an entity and scope (the tenant as text, '' for none), one per
+   * source; `undefined` where this database cannot keep them.
+   */
+  watermarks(entity: AnyEntity, scope: string): Promise<Watermark[] | undefined>;
+  /**
+   * Inside the entity's transaction: stores its watermark for the scope, replacing those of any
+   * source; `undefined` removes them, so the next run compares every row.
+   */
+  saveWatermark(entity: AnyEntity, scope: string, watermark: Watermark | undefined): Promise<void>;
   /** Of these keys, those stored, in any tenant. */
   existingKeys(entity: AnyEntity, keys: readonly TextKey[]): Promise<TextKey[]>;
   /** Of these keys, those stored under another tenant than the scope's. */
@@ -208,6 +282,8 @@ export interface TransactionOptions {
 export interface SourceSnapshot {
   /** What the source can do. */
   readonly features: Features;
+  /** How this snapshot can tell changed rows, or why it cannot. */
+  readonly changes: ChangeTracking | { readonly unavailable: string };
   /** Bucket fingerprints of the entity's rows in scope (`features.sqlHash` only). */
   fingerprints(entity: AnyEntity, request: ReadRequest): Promise<Fingerprints>;
   /**
@@ -231,5 +307,12 @@ export interface SourceSnapshot {
 
 /** Opens the source side of a run. */
 export interface SourceDatabase {
-  open(options: { readonly statementTimeoutMs?: number | undefined }): Promise<SourceSnapshot>;
+  open(options: {
+    readonly statementTimeoutMs?: number | undefined;
+    /**
+     * Tables the run reads: locked in ACCESS SHARE mode before the snapshot is taken, so a
+     * concurrent TRUNCATE (which no snapshot sees) cannot make them read empty.
+     */
+    readonly tables?: readonly TableName[] | undefined;
+  }): Promise<SourceSnapshot>;
 }

@@ -2,6 +2,7 @@ import type { Scope, SourceSnapshot, SyncDatabase } from '../db/types.js';
 import type { Registry } from '../entity/registry.js';
 import type { AnyEntity } from '../entity/types.js';
 import type { Logger } from '../logger.js';
+import type { DetectionSettings } from './detection.js';
 import type { SyncEvent, SyncEventListener } from './events.js';
 import { EntityTally } from './result.js';
 
@@ -24,6 +25,8 @@ export interface RunSettings {
   readonly statementTimeoutMs: number | undefined;
   readonly lockTimeoutMs: number | undefined;
   readonly onEvent: SyncEventListener | undefined;
+  /** How changed rows are found. */
+  readonly detection: DetectionSettings;
 }
 
 /** Everything one run shares between its entities. */

@@ -2,6 +2,7 @@ import type { TextKey } from '../db/types.js';
 import { describeKeyTexts } from '../diff/parse-row.js';
 import type { AnyEntity } from '../entity/types.js';
 import type { RunContext } from './context.js';
+import type { DetectionReport } from './detection.js';
 import type { EntityTally, SyncWarning } from './result.js';
 
 const SAMPLE_KEYS = 5;
@@ -27,6 +28,8 @@ export interface Outcome {
   /** Rows of child entities deleted first because they referenced deleted rows. */
   readonly cascades: readonly { readonly entity: AnyEntity; readonly deleted: Keys }[];
   readonly warnings: readonly SyncWarning[];
+  /** How the changed rows were found. */
+  readonly detection: DetectionReport | undefined;
 }
 
 /** Keys as `(column=value, …)` text. */
@@ -50,6 +53,7 @@ export function recordOutcome(
       append(child.changes.deleted, cascade.deleted.keys);
     }
   }
+  tally.detection = outcome.detection;
   tally.inserted += outcome.inserted.count;
   tally.updated += outcome.updated.count;
   tally.deleted += outcome.deleted.count;

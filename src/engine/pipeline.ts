@@ -32,6 +32,7 @@ import {
 import type { AnyEntity } from '../entity/types.js';
 import { DataError, SchemaError } from '../errors.js';
 import type { RunContext } from './context.js';
+import { chooseDetection, type DetectionReport, recordWatermark } from './detection.js';
 import { type Keys, keyList, type Outcome } from './outcome.js';
 import { encodeKey, planDeletion, splitOrphans } from './references.js';
 import { allSettledOrFirstError } from './settle.js';
@@ -49,6 +50,21 @@ const MAX_BUCKETS = 1 << 16;
 /** Invalid rows reported by key; the rest are counted. */
 const NULL_KEY_SAMPLE = 5;
 
+/** What every phase of one entity's sync shares. */
+interface EntityRun {
+  readonly context: RunContext;
+  readonly db: SyncDatabase;
+  readonly entity: AnyEntity;
+  readonly description: TableDescription;
+  /** Both sides' rows in scope, read as the target's types. */
+  readonly request: ReadRequest;
+  readonly parser: RowParser;
+  readonly outcome: OutcomeBuilder;
+  progress(phase: 'reading' | 'comparing' | 'writing', rows: number): void;
+}
+
+type RowParser = ReturnType<typeof rowParser>;
+
 /** Runs the pipeline for one entity inside its target transaction `db`. */
 export async function syncEntityRows(
   context: RunContext,
@@ -56,26 +72,48 @@ export async function syncEntityRows(
   entity: AnyEntity,
 ): Promise<Outcome> {
   const description = await checkTargetTable(db, entity);
-  const scope = context.scopeOf(entity);
   const features = await db.features();
   const request: ReadRequest = {
-    scope,
+    scope: context.scopeOf(entity),
     columns: description,
     hash: context.source.features.sqlHash && features.sqlHash ? 'sql' : 'text',
   };
-  const outcome = new OutcomeBuilder(context, entity);
-  const progress = (phase: 'reading' | 'comparing' | 'writing', rows: number) =>
-    context.emit({ type: 'entity-progress', entity: entity.name, phase, rows });
-
-  // 1. Candidates.
-  const candidates = await chooseCandidates(context, db, entity, request);
-  const parser = rowParser(
+  const run: EntityRun = {
+    context,
+    db,
     entity,
     description,
-    entity.tenantColumn === undefined ? undefined : context.tenantText,
-    'source',
-    true,
-  );
+    request,
+    parser: rowParser(
+      entity,
+      description,
+      entity.tenantColumn === undefined ? undefined : context.tenantText,
+      'source',
+      true,
+    ),
+    outcome: new OutcomeBuilder(context, entity),
+    progress: (phase, rows) =>
+      context.emit({ type: 'entity-progress', entity: entity.name, phase, rows }),
+  };
+  const detection = await chooseDetection(context, db, entity, request);
+  run.outcome.detection = { mode: detection.mode, reason: detection.reason };
+  const changedRows = detection.since === undefined ? 0 : await syncChanged(run, detection.since);
+  if (detection.since === undefined) await syncAll(run);
+  await recordWatermark(context, db, entity, detection, {
+    waiting: run.outcome.waiting(),
+    changedRows,
+  });
+  return run.outcome.build();
+}
+
+/**
+ * Full detection: compares every row. Candidates are every key, or the keys of the buckets
+ * whose fingerprints differ; an empty table loads in bulk where it can.
+ */
+async function syncAll(run: EntityRun): Promise<void> {
+  const { context, db, entity, request, parser, outcome } = run;
+  // 1. Candidates.
+  const candidates = await chooseCandidates(context, db, entity, request);
   await reportNullKeys(context, entity, request, candidates.nullKeys, parser, outcome);
   // Against stored rows, most candidates are unchanged: read keys and hashes, and the values of
   // the rows that differ by key. Into an empty table every row goes: read them whole.
@@ -83,20 +121,10 @@ export async function syncEntityRows(
   // An empty table (no tenant's rows): nothing can conflict, rows load in bulk.
   const emptyTable = !candidates.targetHasRows && !context.dryRun && (await db.isEmpty(entity));
   const read: ReadRequest = { ...request, buckets: candidates.buckets, values: !byKey };
-  context.logger.debug?.(
-    {
-      entity: entity.name,
-      hash: request.hash,
-      candidates: candidates.buckets === undefined ? 'all' : 'buckets',
-      ...(candidates.buckets
-        ? { buckets: candidates.buckets.count, differing: candidates.buckets.only?.length }
-        : {}),
-    },
-    'entity compared',
-  );
+  logCompared(run, candidates);
   if (candidates.buckets?.only?.length === 0) {
     outcome.unchanged += candidates.sourceRows ?? 0;
-    return outcome.build();
+    return;
   }
 
   // An empty table, rows whose validity their types settle, nothing to look up per row: the
@@ -117,12 +145,121 @@ export async function syncEntityRows(
     );
     if (loaded !== undefined && loaded !== null) {
       outcome.loaded(loaded);
-      progress('writing', loaded);
-      return outcome.build();
+      run.progress('writing', loaded);
+      return;
     }
   }
 
   // 2–5. Merge both sides in key order; apply changes a batch at a time.
+  const seen = await compareAndApply(run, read, { byKey, emptyTable });
+  const sourceRows = candidates.buckets === undefined ? seen : (candidates.sourceRows ?? seen);
+  outcome.unchanged += sourceRows - outcome.sourceRowsAccountedFor();
+}
+
+/**
+ * Incremental detection: only the rows the source changed since the watermark are read and
+ * compared with the target's by key. Rows the source deleted leave no row to read: the counts of
+ * both sides tell whether any went, and only then are keys compared (by bucket) to find them.
+ * Returns how many changed rows the source had.
+ */
+async function syncChanged(run: EntityRun, since: string): Promise<number> {
+  const { context, db, entity, request, parser, outcome } = run;
+  const changes = context.source.changes;
+  if ('unavailable' in changes) throw new Error(`${entity.name}: ${changes.unavailable}`);
+  const [census, before] = await allSettledOrFirstError([
+    changes.census(entity, request, since),
+    db.count(entity, request),
+  ]);
+  await reportNullKeys(context, entity, request, census.nullKeys, parser, outcome);
+  context.logger.debug?.(
+    {
+      entity: entity.name,
+      since,
+      changed: census.changed,
+      sourceRows: census.rows,
+      targetRows: before,
+    },
+    'entity compared',
+  );
+  // Keys of new rows that are not on the target after their batch (skipped, or a dry run's).
+  const absent = new Set<string>();
+  if (census.changed > 0) {
+    const read: ReadRequest = { ...request, changedSince: since, values: true };
+    let upserts: Candidate[] = [];
+    const flush = async () => {
+      const batch = upserts;
+      upserts = [];
+      const notWritten = await applyUpserts(context, db, entity, parser, batch, outcome);
+      for (const candidate of batch)
+        if (candidate.isNew && (context.dryRun || notWritten.has(encodeKey(candidate.key))))
+          absent.add(encodeKey(candidate.key));
+      run.progress('writing', outcome.writtenSoFar());
+    };
+    let seen = 0;
+    for await (const batch of collapseRepeatedKeys(context.source.rows(entity, read))) {
+      seen += batch.length;
+      run.progress('reading', seen);
+      const stored = new Map(
+        (
+          await db.keyHashesOf(
+            entity,
+            request,
+            batch.map((row) => row.key),
+          )
+        ).map((row) => [encodeKey(row.key), row.hash]),
+      );
+      for (const row of batch) {
+        const hash = stored.get(encodeKey(row.key));
+        // Written again with the same values (`SET x = x`), or changed back: nothing to do.
+        if (hash === row.hash) continue;
+        upserts.push({
+          key: row.key,
+          values: row.values,
+          isNew: hash === undefined,
+          repeats: row.repeats,
+        });
+        if (upserts.length >= BATCH_ROWS) await flush();
+      }
+    }
+    await flush();
+  }
+  const after = context.dryRun
+    ? before + outcome.insertedSoFar()
+    : census.changed > 0
+      ? await db.count(entity, request)
+      : before;
+  // The target holds every source row it held before and every changed one: with as many rows
+  // as the source, it holds exactly the source's keys. Skipped rows break that count.
+  if (after !== census.rows || outcome.skippedCandidates() > 0) {
+    context.logger.debug?.(
+      { entity: entity.name, sourceRows: census.rows, targetRows: after },
+      'entity keys compared',
+    );
+    const keys: ReadRequest = { ...request, keysOnly: true };
+    const candidates = await chooseCandidates(context, db, entity, keys);
+    if (candidates.buckets?.only?.length !== 0)
+      await compareAndApply(
+        run,
+        { ...keys, buckets: candidates.buckets, values: false },
+        { byKey: true, emptyTable: false, known: absent },
+      );
+  }
+  outcome.unchanged += census.rows - outcome.sourceRowsAccountedFor();
+  return census.changed;
+}
+
+/**
+ * Merges both sides' keys and hashes in key order and applies the differences a batch at a
+ * time: new and changed rows upserted, rows the source lacks deleted. New keys in `known` were
+ * dealt with already. Returns how many source rows were read.
+ */
+async function compareAndApply(
+  run: EntityRun,
+  read: ReadRequest,
+  options: { byKey: boolean; emptyTable: boolean; known?: ReadonlySet<string> },
+): Promise<number> {
+  const { context, db, entity, description, parser, outcome } = run;
+  const { byKey, emptyTable, known } = options;
   let seen = 0;
   let upserts: Candidate[] = [];
   let missing: TextKey[] = [];
@@ -138,7 +275,7 @@ export async function syncEntityRows(
       outcome,
       emptyTable,
     );
-    progress('writing', outcome.writtenSoFar());
+    run.progress('writing', outcome.writtenSoFar());
   };
   const flushMissing = async () => {
     const batch = missing;
@@ -148,7 +285,7 @@ export async function syncEntityRows(
   const counted = async function* <T>(batches: AsyncIterable<readonly T[]>) {
     for await (const batch of batches) {
       seen += batch.length;
-      progress('reading', seen);
+      run.progress('reading', seen);
       yield batch;
     }
   };
@@ -161,6 +298,7 @@ export async function syncEntityRows(
         if (missing.length >= BATCH_ROWS) await flushMissing();
         return;
       }
+      if (difference.kind === 'new' && known?.has(encodeKey(difference.key))) return;
       upserts.push({
         key: difference.key,
         values: byKey ? undefined : difference.row.values,
@@ -171,12 +309,24 @@ export async function syncEntityRows(
     },
     keyOrders(entity, description),
   );
-  progress('comparing', seen);
+  run.progress('comparing', seen);
   await flushUpserts();
   await flushMissing();
-  const sourceRows = candidates.buckets === undefined ? seen : (candidates.sourceRows ?? seen);
-  outcome.unchanged += sourceRows - outcome.sourceRowsAccountedFor();
-  return outcome.build();
+  return seen;
+}
+
+function logCompared(run: EntityRun, candidates: Candidates): void {
+  run.context.logger.debug?.(
+    {
+      entity: run.entity.name,
+      hash: run.request.hash,
+      candidates: candidates.buckets === undefined ? 'all' : 'buckets',
+      ...(candidates.buckets
+        ? { buckets: candidates.buckets.count, differing: candidates.buckets.only?.length }
+        : {}),
+    },
+    'entity compared',
+  );
 }
 
 /** A new or changed source row; `repeats` when the source returned its key more than once. */
@@ -314,23 +464,31 @@ async function reportNullKeys(
   outcome.invalid(problems[0] ?? nullKeyError(entity, count), count, false);
 }
 
-/** Parses, sets apart orphans and other tenants' keys, and writes a batch of source rows. */
+/**
+ * Parses, sets apart orphans and other tenants' keys, and writes a batch of source rows.
+ * Returns the keys (as the candidates gave them) of the rows it skipped.
+ */
 async function applyUpserts(
   context: RunContext,
   db: SyncDatabase,
   entity: AnyEntity,
-  parser: ReturnType<typeof rowParser>,
+  parser: RowParser,
   batch: readonly Candidate[],
   outcome: OutcomeBuilder,
   emptyTable = false,
-): Promise<void> {
-  if (batch.length === 0) return;
+): Promise<Set<string>> {
+  const skipped = new Set<string>();
+  if (batch.length === 0) return skipped;
   const parsed: { row: ParsedRow; isNew: boolean }[] = [];
+  // A row's key as the candidate gave it: the key's text as the index compares it.
+  const candidateKey = new WeakMap<ParsedRow, TextKey>();
   for (const { key, values, isNew, repeats } of batch) {
     if (repeats !== undefined) {
       const problem = repeatedKeyError(entity, key, parser.keyOf(key));
       if (entity.invalidRows === 'fail') throw problem;
       outcome.invalid(problem, repeats, true);
+      outcome.repeatedKeys += 1;
+      skipped.add(encodeKey(key));
       continue;
     }
     // The snapshot cannot lose a row it streamed; a driver that does is not to be trusted.
@@ -340,8 +498,13 @@ async function applyUpserts(
     if (row instanceof DataError) {
       if (entity.invalidRows === 'fail') throw row;
       outcome.invalid(row, 1, true);
-    } else parsed.push({ row, isNew });
+      skipped.add(encodeKey(key));
+    } else {
+      parsed.push({ row, isNew });
+      candidateKey.set(row, key);
+    }
   }
+  const skip = (row: ParsedRow) => skipped.add(encodeKey(candidateKey.get(row) ?? row.key));
   // New rows by identity: no key is encoded for the common case.
   const fresh = new WeakSet(parsed.filter((p) => p.isNew).map((p) => p.row));
   const isNew = (row: ParsedRow) => fresh.has(row);
@@ -355,6 +518,7 @@ async function applyUpserts(
     orphans.map((o) => o.row.key),
     orphans.map((o) => o.parent),
   );
+  for (const orphan of orphans) skip(orphan.row);
   let rows = kept;
   if (entity.tenantColumn !== undefined && !emptyTable) {
     const found = await db.keysOutsideScope(
@@ -366,6 +530,7 @@ async function applyUpserts(
       const elsewhere = new Set(found.map(encodeKey));
       const held = (row: ParsedRow) => elsewhere.has(encodeKey(row.key));
       outcome.heldElsewhere(rows.filter(held).map((r) => r.key));
+      for (const row of rows) if (held(row)) skip(row);
       rows = rows.filter((row) => !held(row));
     }
   }
@@ -380,7 +545,7 @@ async function applyUpserts(
       inserted,
       rows.filter((row) => !isNew(row)).map((r) => r.key),
     );
-    return;
+    return skipped;
   }
   const written = await db.write(
     entity,
@@ -389,6 +554,7 @@ async function applyUpserts(
     { allNew: emptyTable },
   );
   outcome.written(written.inserted, written.updated);
+  return skipped;
 }
 
 /**
@@ -462,6 +628,9 @@ async function checkTargetTable(db: SyncDatabase, entity: AnyEntity): Promise<Ta
 /** Gathers what an entity's batches did into one `Outcome`. */
 class OutcomeBuilder {
   unchanged = 0;
+  /** Keys the source returned more than once (each skipped as invalid). */
+  repeatedKeys = 0;
+  detection: DetectionReport | undefined;
   private inserted: TextKey[] = [];
   private insertedCount = 0;
   private updated: TextKey[] = [];
@@ -510,6 +679,20 @@ class OutcomeBuilder {
 
   writtenSoFar(): number {
     return this.insertedCount + this.updatedCount + this.deletedCount;
+  }
+
+  insertedSoFar(): number {
+    return this.insertedCount;
+  }
+
+  /** Candidate rows skipped: they are not on the target as the source has them. */
+  skippedCandidates(): number {
+    return this.orphanCount + this.heldCount + this.invalidCandidates;
+  }
+
+  /** Skipped rows that may be taken later without changing on the source. */
+  waiting(): number {
+    return this.orphanCount + this.heldCount + this.repeatedKeys;
   }
 
   orphans(keys: readonly TextKey[], parents: readonly string[]) {
@@ -601,6 +784,7 @@ class OutcomeBuilder {
         deleted: keys(child, entry.keys, entry.count),
       })),
       warnings: [],
+      detection: this.detection,
     };
   }
 }

@@ -1,5 +1,6 @@
 import type { TenantId } from '../db/types.js';
 import { MeterSyncError, type MeterSyncErrorJSON, messageOf } from '../errors.js';
+import type { DetectionReport } from './detection.js';
 
 /** A condition worth attention that did not fail the entity; reported once per kind per entity. */
 export interface SyncWarning {
@@ -44,6 +45,11 @@ export interface EntityResult {
   readonly changes?: EntityChanges;
   /** Wall time spent on this entity. */
   readonly durationMs: number;
+  /**
+   * How the changed rows were found, and why: `incremental` read only the rows the source changed
+   * since the last sync; `full` compared every row. Absent when the entity failed before choosing.
+   */
+  readonly detection?: DetectionReport;
 }
 
 /**
@@ -130,6 +136,7 @@ export class EntityTally {
   readonly warnings: SyncWarning[] = [];
   error: MeterSyncError | undefined;
   durationMs = 0;
+  detection: DetectionReport | undefined;
   /** Filled only when the run lists changes. */
   changes: { inserted: string[]; updated: string[]; deleted: string[] } | undefined;
 
@@ -143,6 +150,7 @@ export class EntityTally {
       unchanged,
       warnings: [...this.warnings],
       durationMs,
+      ...(this.detection ? { detection: this.detection } : {}),
       ...(this.changes ? { changes: this.changes } : {}),
     };
     return this.error

@@ -42,10 +42,19 @@ async function runLocked<E extends AnyEntity>(
   }
   try {
     const startedAt = new Date();
-    const source = await input.source.open({ statementTimeoutMs: settings.statementTimeoutMs });
+    const source = await input.source.open({
+      statementTimeoutMs: settings.statementTimeoutMs,
+      tables: selected.flatMap((entity) =>
+        entity.source.kind === 'table' ? [entity.source.table] : [],
+      ),
+    });
     logger.debug?.(
       {
         sourceFeatures: source.features,
+        changeTracking:
+          'unavailable' in source.changes
+            ? { unavailable: source.changes.unavailable }
+            : { origin: source.changes.origin, watermark: source.changes.watermark },
         targetFeatures: await target.features(),
         tenantId: printable(input.tenantId),
         dryRun,

@@ -50,6 +50,8 @@ export async function syncEntity(context: RunContext, entity: AnyEntity): Promis
       unchanged,
       ms: Math.round(tally.durationMs),
       dryRun: context.dryRun,
+      detection: tally.detection?.mode,
+      reason: tally.detection?.reason,
     },
     context.dryRun ? 'entity planned' : 'entity synced',
   );

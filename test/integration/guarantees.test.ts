@@ -43,10 +43,16 @@ describe('the source is never modified (PostgreSQL)', () => {
     expect(source.statements.filter((s) => s.startsWith('BEGIN'))).toHaveLength(1);
     for (const statement of source.statements) {
       expect(statement).toMatch(
-        /^(SELECT|COPY \(SELECT|DECLARE "meter_sync_cursor_\d+" NO SCROLL CURSOR FOR SELECT|FETCH FORWARD \d+ FROM|CLOSE|BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY|COMMIT|SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT)\b/,
+        /^(SELECT|COPY \(SELECT|DECLARE "meter_sync_cursor_\d+" NO SCROLL CURSOR FOR SELECT|FETCH FORWARD \d+ FROM|CLOSE|BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY|COMMIT|SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT|LOCK TABLE|SET LOCAL statement_timeout)\b/,
       );
       if (statement.startsWith('COPY')) expect(statement).toMatch(/ TO STDOUT$/);
+      // The one lock, before the snapshot: what every SELECT takes, against a concurrent TRUNCATE.
+      if (statement.startsWith('LOCK'))
+        expect(statement).toMatch(/^LOCK TABLE "[a-z_]+"(, "[a-z_]+")* IN ACCESS SHARE MODE$/);
+      if (statement.startsWith('SET'))
+        expect(statement).toMatch(/^SET LOCAL statement_timeout = \d+$/);
     }
+    expect(source.statements.filter((s) => s.startsWith('LOCK'))).toHaveLength(1);
   });
 
   it('works with a role that may only SELECT the source tables', async () => {

@@ -22,6 +22,7 @@ describe('the pipeline on PostgreSQL on both sides', () => {
       tenantId: 1,
       logger,
       dryRun: true,
+      full: true,
     });
     expect(comparedAs(lines, 'register')).toMatchObject({ hash: 'sql', candidates: 'all' });
     expect(comparedAs(lines, 'device')).toMatchObject({ hash: 'sql', differing: 0 });
@@ -42,11 +43,16 @@ describe('the pipeline on PostgreSQL on both sides', () => {
     );
   });
 
-  it('moves only bucket summaries when nothing changed, and only changed rows after a change', async () => {
+  it('moves only bucket summaries when nothing changed, and only changed rows after a change (full comparison)', async () => {
     const { remote, local } = await builtInPairOnPostgres([1]);
     await performSync({ source: remote.pool, target: local.pool, tenantId: 1 });
     const quiet = recordingPool(remote.pool);
-    const unchanged = await performSync({ source: quiet.pool, target: local.pool, tenantId: 1 });
+    const unchanged = await performSync({
+      source: quiet.pool,
+      target: local.pool,
+      tenantId: 1,
+      incremental: false,
+    });
     expect(
       Object.values(unchanged.entities).every((e) => e.inserted + e.updated + e.deleted === 0),
     ).toBe(true);
@@ -62,6 +68,7 @@ describe('the pipeline on PostgreSQL on both sides', () => {
       target: local.pool,
       tenantId: 1,
       onEvent: (e) => events.push(e),
+      incremental: false,
     });
     expect(changed.entities.register).toMatchObject({ updated: 1, unchanged: 3 });
     const read = events.filter(

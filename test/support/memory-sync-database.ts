@@ -14,6 +14,7 @@ import type {
   TextKey,
   TextRow,
   TextValue,
+  Watermark,
 } from '../../src/db/types.js';
 import { compareKeys, keyOrders } from '../../src/diff/merge.js';
 import { rowParser } from '../../src/diff/parse-row.js';
@@ -40,6 +41,7 @@ export function createMemorySyncDatabase(
 ): MemorySyncDatabase {
   let data = new Map<string, StoredRow[]>(Object.keys(tables).map((name) => [name, []]));
   let inTransaction = false;
+  const watermarks = new Map<string, Watermark[]>();
 
   const describe = (entity: AnyEntity): TableDescription | undefined => {
     const columns = tables[tableName(entity)];
@@ -99,6 +101,27 @@ export function createMemorySyncDatabase(
         .filter(inScope(entity, request.scope))
         .map((row) => ({ key: keyOf(entity, row), hash: textHash(textRow(entity, row)) }))
         .sort((a, b) => compareKeys(a.key, b.key, orders));
+    },
+    async keyHashesOf(entity, request, keys) {
+      return keys.flatMap((key) => {
+        const row = find(entity, key);
+        if (!row || !inScope(entity, request.scope)(row)) return [];
+        return [{ key, hash: request.keysOnly ? '0' : textHash(textRow(entity, row)) }];
+      });
+    },
+    async count(entity, request) {
+      return table(entity).filter(inScope(entity, request.scope)).length;
+    },
+    async tableIdentity(entity) {
+      return tableName(entity);
+    },
+    async watermarks(entity, scope) {
+      return [...(watermarks.get(`${entity.name}\u0000${scope}`) ?? [])];
+    },
+    async saveWatermark(entity, scope, watermark) {
+      const key = `${entity.name}\u0000${scope}`;
+      if (watermark) watermarks.set(key, [watermark]);
+      else watermarks.delete(key);
     },
     async existingKeys(entity, keys) {
       return keys.filter((key) => find(entity, key) !== undefined);
@@ -164,11 +187,14 @@ export function createMemorySyncDatabase(
       const before = new Map(
         [...data].map(([name, rows]) => [name, rows.map((row) => ({ ...row }))]),
       );
+      const watermarksBefore = new Map(watermarks);
       inTransaction = true;
       try {
         return await work(db);
       } catch (error) {
         data = before;
+        watermarks.clear();
+        for (const [key, value] of watermarksBefore) watermarks.set(key, value);
         throw error;
       } finally {
         inTransaction = false;

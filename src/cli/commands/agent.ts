@@ -52,6 +52,7 @@ export async function runAgentCommand(
       lock: settings.wait ? 'wait' : true,
       statementTimeoutMs: settings.statementTimeoutMs,
       lockTimeoutMs: settings.lockTimeoutMs,
+      incremental: settings.incremental,
       logger,
       runOnStart: settings.runOnStart,
       ...timing,

@@ -48,6 +48,8 @@ export async function runSyncCommand(
       lock: settings.wait ? 'wait' : true,
       statementTimeoutMs: settings.statementTimeoutMs,
       lockTimeoutMs: settings.lockTimeoutMs,
+      incremental: settings.incremental,
+      full: settings.full,
       logger,
       onEvent: progress?.onEvent,
     });

@@ -36,6 +36,8 @@ export interface ReadShape {
   readonly columns: readonly ColumnSql[];
   readonly key: readonly ColumnSql[];
   readonly orders: readonly KeyOrder[];
+  /** A boolean: the row changed since the request's watermark (source reads with `changedSince`). */
+  readonly changed?: string | undefined;
 }
 
 const SOURCE = 'source';
@@ -102,10 +104,19 @@ export function sourceShape(
   scope: Scope,
   sourceTypes: ReadonlyMap<string, string>,
   castable: ReadonlySet<string>,
-  /** An SQL expression for the tenant instead of the parameter `$1` (table sources only). */
-  tenantExpression?: string,
+  options: {
+    /** An SQL expression for the tenant instead of the parameter `$1` (table sources only). */
+    readonly tenantExpression?: string | undefined;
+    /**
+     * How many transactions back the watermark is from the xid `age()` counts from: the shape
+     * then tells the rows changed since (table sources only).
+     */
+    readonly changedWithin?: string | undefined;
+  } = {},
 ): ReadShape {
+  const { tenantExpression, changedWithin } = options;
   const scoped = entity.tenantColumn !== undefined && tenantExpression === undefined;
+  const params: unknown[] = scoped ? [tenantParameter(scope.tenantId)] : [];
   const value = (column: string) => {
     const target = description.get(column)?.type;
     const plain = columnOf(SOURCE, column);
@@ -113,16 +124,29 @@ export function sourceShape(
       ? `CAST(${plain} AS ${withoutLength(target)})`
       : plain;
   };
-  return shapeOf(
+  let changed: { readonly alias: string; readonly within: string } | undefined;
+  if (changedWithin !== undefined) {
+    params.push(changedWithin);
+    changed = { alias: unusedName(entity.columnNames, 'changed'), within: `$${params.length}` };
+  }
+  const shape = shapeOf(
     entity,
     description,
-    `(${sourceSelect(entity, tenantExpression)}) AS ${quoteIdent(SOURCE)}`,
+    `(${sourceSelect(entity, tenantExpression ?? '$1', changed)}) AS ${quoteIdent(SOURCE)}`,
     [],
-    scoped ? [tenantParameter(scope.tenantId)] : [],
+    params,
     value,
     (column) =>
       INTEGER_TYPES.has(sourceTypes.get(column) ?? '') ? columnOf(SOURCE, column) : value(column),
   );
+  return changed ? { ...shape, changed: columnOf(SOURCE, changed.alias) } : shape;
+}
+
+/** `base`, or `base` with underscores before it, whichever no column of the entity is named. */
+function unusedName(columns: readonly string[], base: string): string {
+  let name = base;
+  while (columns.includes(name)) name = `_${name}`;
+  return name;
 }
 
 const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint']);
@@ -144,15 +168,25 @@ export function withoutLength(type: string): string {
  * The entity's SELECT on the source, target column names out; `$1` is the tenant. A
  * `source.query` is wrapped, so only its named columns come out.
  */
-export function sourceSelect(entity: AnyEntity, tenant = '$1'): string {
+export function sourceSelect(
+  entity: AnyEntity,
+  tenant = '$1',
+  /** Adds a boolean column `alias`: whether the row version was written `within` xids of now. */
+  changed?: { readonly alias: string; readonly within: string },
+): string {
   const source = entity.source;
   if (source.kind === 'query') {
+    if (changed) throw new Error(`${entity.name}: rows of a query carry no xmin`);
     const columns = entity.columnNames.map((c: string) => quoteIdent(c)).join(', ');
     return `SELECT ${columns} FROM (${source.query}) AS ${quoteIdent('query')}`;
   }
   const remote = (column: string) => source.columns[column] ?? column;
   const select = entity.columnNames
     .map((column: string) => `${quoteIdent(remote(column))} AS ${quoteIdent(column)}`)
+    .concat(
+      // age() of a row version: how many xids back from now it was written (int4, as oid unsigned).
+      changed ? [`(age(xmin)::oid <= ${changed.within}::oid) AS ${quoteIdent(changed.alias)}`] : [],
+    )
     .join(', ');
   const where =
     entity.tenantColumn === undefined
@@ -226,17 +260,24 @@ function bucketFilter(shape: ReadShape, params: Parameters, buckets: BucketSelec
  */
 export function rowsStatement(
   shape: ReadShape,
-  options: { hash: 'sql' | 'text'; values: boolean; buckets?: BucketSelection | undefined },
+  options: {
+    hash: 'sql' | 'text';
+    values: boolean;
+    buckets?: BucketSelection | undefined;
+    /** Every row's hash is 0: keys alone are compared. */
+    keysOnly?: boolean | undefined;
+  },
 ): Statement {
   const params = new Parameters(shape.params);
   const outputs = [
     ...shape.key.map(matchText),
-    ...(options.hash === 'sql' ? [`(${rowHash(shape)})::text`] : []),
+    ...(options.hash === 'sql' ? [options.keysOnly ? `'0'` : `(${rowHash(shape)})::text`] : []),
     ...(options.values ? shape.columns.map((c) => asText(c.value)) : []),
   ];
   const where = [
     ...shape.where,
     notNullKey(shape),
+    ...(shape.changed ? [shape.changed] : []),
     ...bucketFilter(shape, params, options.buckets),
   ];
   return {
@@ -253,6 +294,7 @@ export function rowsStatement(
 export function rowsByKeyStatement(
   shape: ReadShape,
   keys: readonly (readonly string[])[],
+  values = true,
 ): Statement {
   const params = new Parameters(shape.params);
   const aliases = shape.key.map((_, i) => quoteIdent(`k${i}`));
@@ -266,7 +308,7 @@ export function rowsByKeyStatement(
   const outputs = [
     ...shape.key.map(matchText),
     `(${rowHash(shape)})::text`,
-    ...shape.columns.map((c) => asText(c.value)),
+    ...(values ? shape.columns.map((c) => asText(c.value)) : []),
   ];
   const where = [
     ...shape.where,
@@ -306,6 +348,7 @@ export function fingerprintsStatement(
   shape: ReadShape,
   buckets: number,
   xorAggregate: boolean,
+  keysOnly = false,
 ): Statement {
   const params = new Parameters(shape.params);
   const mask = `${params.add(String(buckets - 1))}::int8`;
@@ -314,7 +357,7 @@ export function fingerprintsStatement(
     ? `(bit_xor(h) ${kept} # hashint8extended(count(*) ${kept}, 7))`
     : `((mod(mod(sum(h) ${kept} + count(*) ${kept} * 11400714819323198485, 18446744073709551616) + 18446744073709551616, 18446744073709551616) - 9223372036854775808)::int8)`;
   const nullKey = shape.key.map((c) => `${c.value} IS NULL`).join(' OR ');
-  const rest = shape.columns.filter((c) => !shape.entity.key.includes(c.name));
+  const rest = keysOnly ? [] : shape.columns.filter((c) => !shape.entity.key.includes(c.name));
   const hashed = `SELECT (${keyHash(shape)}) AS key_hash, ${rest.length === 0 ? '0::int8' : `(${combinedHash(rest, 100)})`} AS rest_hash, (${nullKey}) AS null_key FROM ${shape.from}${
     shape.where.length > 0 ? ` WHERE ${shape.where.join(' AND ')}` : ''
   }`;
@@ -329,5 +372,27 @@ LEFT JOIN (
   GROUP BY bucket
 ) AS a ON a.bucket = g.bucket`,
     values: params.values,
+  };
+}
+
+/** How many rows in scope have a complete key. */
+export function countStatement(shape: ReadShape): Statement {
+  return {
+    text: `SELECT count(*)::text AS rows FROM ${shape.from} WHERE ${[...shape.where, notNullKey(shape)].join(' AND ')}`,
+    values: [...shape.params],
+  };
+}
+
+/**
+ * In one pass: rows in scope with a complete key, with a NULL key, and (for a shape that tells
+ * them) changed since the watermark. Keys are tested as stored: a cast changes no NULL.
+ */
+export function censusStatement(shape: ReadShape): Statement {
+  const complete = shape.key.map((c) => `${c.plain} IS NOT NULL`).join(' AND ');
+  const where = shape.where.length > 0 ? ` WHERE ${shape.where.join(' AND ')}` : '';
+  return {
+    text: `SELECT count(*) FILTER (WHERE ${complete})::text AS rows, count(*) FILTER (WHERE NOT (${complete}))::text AS null_keys,
+  count(*) FILTER (WHERE ${complete} AND ${shape.changed ?? 'false'})::text AS changed FROM ${shape.from}${where}`,
+    values: [...shape.params],
   };
 }

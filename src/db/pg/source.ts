@@ -1,10 +1,11 @@
 import { parse as parseArrayLiteral } from 'postgres-array';
 import { keyOrders } from '../../diff/merge.js';
 import type { AnyEntity } from '../../entity/types.js';
-import { DatabaseError, sqlState } from '../../errors.js';
+import { DatabaseError, messageOf, sqlState } from '../../errors.js';
 import { textHash } from '../text-hash.js';
 import type { ReadRequest, Scope, SourceDatabase, SourceSnapshot, TextRow } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
+import { CLOCK, type Clock, existingTables, lockTables, trackChanges } from './changes.js';
 import { copyOutBytes, copyOutRows, supportsCopy } from './copy.js';
 import { cursorRows, FETCH_ROWS } from './cursor.js';
 import { emulatedRows, orderedKeyHashes } from './emulated.js';
@@ -32,6 +33,7 @@ import {
   selectFromQuery,
   selectStatement,
   setLocal,
+  setLocalUtility,
 } from './sql.js';
 import { fingerprintsOf } from './sync-database.js';
 
@@ -50,7 +52,7 @@ export function createPgSource(pool: PgPool): SourceDatabase {
 
 async function openSourceSnapshot(
   pool: PgPool,
-  options: { readonly statementTimeoutMs?: number | undefined } = {},
+  options: Parameters<SourceDatabase['open']>[0] = {},
 ): Promise<SourceSnapshot> {
   let capabilities: Capabilities;
   let client: PgClient;
@@ -65,12 +67,37 @@ async function openSourceSnapshot(
     connectionError ??= error;
   });
   const real = capabilities.engine === 'postgresql';
+  let clock: Clock | undefined;
+  let untracked = real
+    ? 'the source is older than PostgreSQL 13'
+    : 'the source engine has no transaction ids (an emulator)';
   try {
+    // Which tables to lock, asked before the snapshot exists: any SELECT would take it.
+    const tables =
+      real && options.tables?.length
+        ? parseTextArray((await client.query(existingTables(options.tables))).rows[0]?.tables)
+        : [];
     await client.query({ text: BEGIN_SNAPSHOT });
     if (real) {
-      await client.query(PIN_SOURCE);
+      // Utility statements only, until the snapshot is taken by the first SELECT after the locks.
       if (options.statementTimeoutMs !== undefined)
-        await client.query(setLocal('statement_timeout', options.statementTimeoutMs));
+        await client.query({
+          text: setLocalUtility('statement_timeout', options.statementTimeoutMs),
+        });
+      const locked =
+        tables.length === 0
+          ? undefined
+          : await optional(client, { text: lockTables(tables), values: [] });
+      await client.query(PIN_SOURCE);
+      if ((capabilities.serverVersion ?? 0) >= 130000) {
+        const read = await optional(client, CLOCK);
+        if (read.rows) clock = read.rows[0] as Clock;
+        else untracked = `the source role cannot read the transaction clock (${read.failure})`;
+      }
+      if (locked?.failure !== undefined) {
+        clock = undefined;
+        untracked = `the source tables could not be locked against TRUNCATE (${locked.failure})`;
+      }
     }
   } catch (error) {
     stopListening();
@@ -144,7 +171,12 @@ async function openSourceSnapshot(
   };
   const shapeOf = async (entity: AnyEntity, request: ReadRequest): Promise<ReadShape> => {
     const { types, castable } = await describedOnce(entity, request);
-    return sourceShape(entity, request.columns, request.scope, types, castable);
+    const since = request.changedSince;
+    if (since !== undefined && !tracking)
+      throw new Error(`${entity.name}: changed rows asked of a snapshot that cannot tell them`);
+    return sourceShape(entity, request.columns, request.scope, types, castable, {
+      changedWithin: since === undefined ? undefined : tracking?.within(since),
+    });
   };
   /**
    * COPY takes no parameters: the tenant goes into a transaction-local setting, bound, and the
@@ -157,14 +189,9 @@ async function openSourceSnapshot(
       entity.tenantColumn === undefined ? 'text' : types.get(entity.tenantColumn) || 'text';
     if (entity.tenantColumn !== undefined)
       await client.query(setLocal(TENANT_SETTING, String(tenantParameter(request.scope.tenantId))));
-    return sourceShape(
-      entity,
-      request.columns,
-      request.scope,
-      types,
-      castable,
-      `CAST(current_setting('${TENANT_SETTING}') AS ${tenantType})`,
-    );
+    return sourceShape(entity, request.columns, request.scope, types, castable, {
+      tenantExpression: `CAST(current_setting('${TENANT_SETTING}') AS ${tenantType})`,
+    });
   };
 
   const describeSource = async (entity: AnyEntity, request: ReadRequest) => {
@@ -193,6 +220,15 @@ async function openSourceSnapshot(
     return emulatedRows(result.rows, entity.columnNames, request.columns);
   };
 
+  const tracking = clock
+    ? trackChanges(
+        clock,
+        (entity, action, statement, read) =>
+          attempt(entity, action, async () => read((await select(statement)).rows)),
+        shapeOf,
+      )
+    : undefined;
+
   const keyIndexes = (entity: AnyEntity) =>
     entity.key.map((column) => entity.columnNames.indexOf(column));
 
@@ -201,6 +237,7 @@ async function openSourceSnapshot(
       sqlHash: real && (capabilities.serverVersion ?? 0) >= 110000,
       rollback: capabilities.transactional,
     },
+    changes: tracking ?? { unavailable: untracked },
 
     fingerprints(entity, request) {
       return attempt(entity, 'summarising source buckets', async () => {
@@ -209,6 +246,7 @@ async function openSourceSnapshot(
           shape,
           request.buckets?.count ?? 1,
           (capabilities.serverVersion ?? 0) >= 140000,
+          request.keysOnly,
         );
         const result = await client.query({ ...statement, queryMode: 'extended' });
         return fingerprintsOf(result.rows[0]);
@@ -233,12 +271,18 @@ async function openSourceSnapshot(
       let done = false;
       try {
         const values = request.values ?? true;
-        const bulk = values && entity.source.kind === 'table' && supportsCopy(client);
+        // COPY takes no parameters: a read of changed rows goes through a cursor.
+        const bulk =
+          values &&
+          entity.source.kind === 'table' &&
+          request.changedSince === undefined &&
+          supportsCopy(client);
         const shape = await (bulk ? copyShapeOf(entity, request) : shapeOf(entity, request));
         const statement = rowsStatement(shape, {
           hash: request.hash,
           values,
           buckets: request.buckets,
+          keysOnly: request.keysOnly,
         });
         const width = entity.key.length;
         const offset = request.hash === 'sql' ? width + 1 : width;
@@ -346,6 +390,27 @@ async function openSourceSnapshot(
     },
   };
 }
+
+/**
+ * Runs a statement in a savepoint: its result, or, where it failed, the failure's message with
+ * the transaction as it was before it.
+ */
+async function optional(
+  client: PgClient,
+  statement: Statement,
+): Promise<{ rows: unknown[]; failure?: undefined } | { rows?: undefined; failure: string }> {
+  await client.query({ text: savepoint(OPTIONAL_SAVEPOINT) });
+  try {
+    const result = await client.query(statement);
+    await client.query({ text: releaseSavepoint(OPTIONAL_SAVEPOINT) });
+    return { rows: result.rows };
+  } catch (error) {
+    await client.query({ text: rollbackToSavepoint(OPTIONAL_SAVEPOINT) });
+    return { failure: messageOf(error) };
+  }
+}
+
+const OPTIONAL_SAVEPOINT = 'meter_sync_optional';
 
 /** A text[] as node-postgres or another driver returns it: an array, or its literal. */
 function parseTextArray(value: unknown): string[] {

@@ -310,6 +310,19 @@ export function setLocal(setting: string, value: string | number): Statement {
   return { text: 'SELECT set_config($1, $2, true)', values: [setting, String(value)] };
 }
 
+/**
+ * `SET LOCAL setting = n` for an integer setting: a utility statement, which (unlike a SELECT of
+ * set_config) does not take the snapshot of a REPEATABLE READ transaction.
+ */
+export function setLocalUtility(
+  setting: 'statement_timeout' | 'lock_timeout',
+  value: number,
+): string {
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new RangeError(`${setting} must be a non-negative integer of milliseconds, got ${value}`);
+  return `SET LOCAL ${setting} = ${value}`;
+}
+
 /** The sync lock's advisory-lock key: 'msyn' as an int4, and 0. Visible in pg_locks. */
 export const RUN_LOCK_KEY = [1836284270, 0] as const;
 export const RUN_LOCK = {

@@ -6,6 +6,7 @@ import { textHash } from '../text-hash.js';
 import type {
   ColumnInfo,
   Fingerprints,
+  KeyHash,
   Scope,
   StoredRow,
   SyncDatabase,
@@ -21,7 +22,13 @@ import { emulatedRows, orderedKeyHashes, sameEmulatedText } from './emulated.js'
 import { databaseError } from './errors.js';
 import { tenantParameter } from './params.js';
 import { onConnectionLost, type PgClient, type PgPool } from './pool.js';
-import { fingerprintsStatement, rowsStatement, targetShape } from './reads.js';
+import {
+  countStatement,
+  fingerprintsStatement,
+  rowsByKeyStatement,
+  rowsStatement,
+  targetShape,
+} from './reads.js';
 import { PIN_TARGET } from './settings.js';
 import {
   BEGIN,
@@ -51,6 +58,13 @@ import {
   writeFromStage,
   writeTextRows,
 } from './sql.js';
+import {
+  readWatermarks,
+  saveWatermark,
+  WATERMARK_TABLE_EXISTS,
+  WATERMARK_TABLE_SQL,
+  watermarkOf,
+} from './watermarks.js';
 /** A `SyncDatabase` on a pg-compatible pool, with what only PostgreSQL sessions can do. */
 export interface PgSyncDatabase extends SyncDatabase {
   /** What the engine can do (detected on first use). */
@@ -176,6 +190,7 @@ const asError = (value: unknown) => (value instanceof Error ? value : new Error(
 let stagesMade = 0;
 
 const BULK_SAVEPOINT = 'meter_sync_bulk';
+const WATERMARK_SAVEPOINT = 'meter_sync_watermark';
 /** What a table refuses in a bulk load that the row-by-row path names: keys, NULLs, lengths, checks. */
 const BULK_REFUSALS = new Set([
   '23505',
@@ -438,6 +453,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
         shape,
         request.buckets?.count ?? 1,
         (caps.serverVersion ?? 0) >= 140000,
+        request.keysOnly,
       );
       const { rows } = await executeAll(entity, 'summarising target buckets', [statement]);
       return fingerprintsOf(rows[0]);
@@ -463,6 +479,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
         hash: request.hash,
         values: request.hash === 'text',
         buckets: request.buckets,
+        keysOnly: request.keysOnly,
       });
       try {
         for await (const batch of cursorRows(client, statement)) {
@@ -476,6 +493,78 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
         brokenBy(error);
         throw databaseError(error, entity.name, 'reading target row hashes');
       }
+    },
+
+    async keyHashesOf(entity, request, keys) {
+      if (keys.length === 0) return [];
+      if (await emulated()) {
+        const wanted = new Set(keys.map((key) => JSON.stringify(key)));
+        const hashes: KeyHash[] = [];
+        for await (const batch of db.keyHashes(entity, request))
+          for (const row of batch) if (wanted.has(JSON.stringify(row.key))) hashes.push(row);
+        return hashes;
+      }
+      const shape = targetShape(entity, request.columns, request.scope);
+      const width = entity.key.length;
+      const { arrays } = await executeAll(entity, 'reading target row hashes', [
+        rowsByKeyStatement(shape, keys, false),
+      ]);
+      return arrays.map((row) => ({
+        key: row.slice(0, width) as string[],
+        hash: request.keysOnly ? '0' : String(row[width]),
+      }));
+    },
+
+    async count(entity, request) {
+      if (await emulated())
+        return (await emulatedScan(entity, request.scope, request.columns)).filter((row) =>
+          entity.key.every((column) => row[entity.columnNames.indexOf(column)] !== null),
+        ).length;
+      const { rows } = await executeAll(entity, 'counting target rows', [
+        countStatement(targetShape(entity, request.columns, request.scope)),
+      ]);
+      return Number(rows[0]?.rows ?? 0);
+    },
+
+    async tableIdentity(entity) {
+      if (await emulated()) return quoteTable(entity.table);
+      const { rows } = await executeAll(entity, 'reading the target table identity', [
+        {
+          // TRUNCATE, VACUUM FULL and CLUSTER give a table a new file; a new table has a new oid.
+          text: "SELECT concat_ws('/', c.oid, pg_relation_filenode(c.oid)) AS identity FROM pg_class AS c WHERE c.oid = to_regclass($1)",
+          values: [quoteTable(entity.table)],
+        },
+      ]);
+      return String(rows[0]?.identity ?? '');
+    },
+
+    async watermarks(entity, scope) {
+      if (await emulated()) return undefined;
+      const { rows } = await executeAll(entity, 'reading the watermark', [WATERMARK_TABLE_EXISTS]);
+      if (rows[0]?.present !== true) {
+        // Databases set up before watermarks were kept: create the table, if the role may.
+        const created = await executeAll(entity, 'creating the watermark table', [
+          { text: savepoint(WATERMARK_SAVEPOINT), values: [] },
+          { text: WATERMARK_TABLE_SQL, values: [] },
+          { text: releaseSavepoint(WATERMARK_SAVEPOINT), values: [] },
+        ]).then(
+          () => true,
+          () =>
+            executeAll(entity, 'creating the watermark table', [
+              { text: rollbackToSavepoint(WATERMARK_SAVEPOINT), values: [] },
+            ]).then(() => false),
+        );
+        if (!created) return undefined;
+      }
+      const stored = await executeAll(entity, 'reading the watermark', [
+        readWatermarks(entity, scope),
+      ]);
+      return stored.rows.map(watermarkOf);
+    },
+
+    async saveWatermark(entity, scope, watermark) {
+      if (await emulated()) return;
+      await executeAll(entity, 'storing the watermark', saveWatermark(entity, scope, watermark));
     },
 
     async existingKeys(entity, keys) {

@@ -1,0 +1,442 @@
+/**
+ * Incremental detection on PostgreSQL 15: each case names a way rows can change, or a way a
+ * watermark can stop telling the truth, and checks the target ends up equal to the source and
+ * the detection used says so.
+ */
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { startPostgres } from '../../scripts/postgres.js';
+import { col, defineEntity, type EntityResult, type PgPool, performSync } from '../../src/index.js';
+import { createDatabase, databaseUrl, openPool, recordingPool } from '../support/postgres.js';
+
+const point = defineEntity({
+  name: 'point',
+  table: 'point',
+  columns: z.object({
+    site: col.int(),
+    code: col.text(),
+    tenant_id: col.int(),
+    label: col.text().nullable(),
+    amount: col.numeric().nullable(),
+    mood: col.text().nullable(),
+  }),
+  key: ['site', 'code'],
+  tenantColumn: 'tenant_id',
+  source: { table: 'reading_point', columns: { label: 'title' } },
+});
+
+const SOURCE_DDL = `CREATE TYPE mood AS ENUM ('calm', 'busy');
+CREATE TABLE reading_point (site int NOT NULL, code text NOT NULL, tenant_id int NOT NULL,
+  title text, amount numeric, mood mood, PRIMARY KEY (site, code));
+INSERT INTO reading_point SELECT g % 50, 'c' || g, 2 - g % 2, 'p' || g, g * 1.5, 'calm' FROM generate_series(1, 400) AS g;`;
+const TARGET_DDL = `CREATE TABLE point (site int NOT NULL, code text NOT NULL, tenant_id int NOT NULL,
+  label text, amount numeric, mood text, PRIMARY KEY (site, code))`;
+
+type Pool = pg.Pool;
+
+async function pair(sourceDdl = SOURCE_DDL) {
+  const source = await createDatabase('inc_src');
+  const target = await createDatabase('inc_dst');
+  await source.pool.query(sourceDdl);
+  await target.pool.query(TARGET_DDL);
+  return { source, target };
+}
+
+async function sync(
+  source: PgPool,
+  target: Pool,
+  options: Partial<Parameters<typeof performSync>[0]> = {},
+  tenantId = 1,
+): Promise<EntityResult> {
+  const result = await performSync({
+    source,
+    target,
+    tenantId,
+    entities: [point],
+    ...options,
+  } as Parameters<typeof performSync>[0]);
+  const entity = (result.entities as Record<string, EntityResult>).point as EntityResult;
+  expect(entity.error).toBeUndefined();
+  return entity;
+}
+
+/** Both sides' rows of a tenant, as text, in key order. */
+async function rowsOf(source: Pool, target: Pool, tenant = 1) {
+  const read = async (pool: Pool, sql: string) =>
+    (await pool.query(sql, [tenant])).rows.map((r) => JSON.stringify(r));
+  return {
+    source: await read(
+      source,
+      'SELECT site, code, tenant_id, title AS label, amount::text, mood::text FROM reading_point WHERE tenant_id = $1 ORDER BY site, code',
+    ),
+    target: await read(
+      target,
+      'SELECT site, code, tenant_id, label, amount::text, mood FROM point WHERE tenant_id = $1 ORDER BY site, code',
+    ),
+  };
+}
+
+async function expectEqual(source: Pool, target: Pool, tenant = 1) {
+  const rows = await rowsOf(source, target, tenant);
+  expect(rows.target).toEqual(rows.source);
+}
+
+describe('incremental detection (PostgreSQL)', () => {
+  it('reads only changed rows: updates, inserts, deletes, SET x = x, delete-and-reinsert', async () => {
+    const { source, target } = await pair();
+    expect((await sync(source.pool, target.pool)).detection?.mode).toBe('full');
+    const quiet = recordingPool(source.pool);
+    const idle = await sync(quiet.pool, target.pool);
+    expect(idle).toMatchObject({ inserted: 0, updated: 0, deleted: 0, unchanged: 200 });
+    expect(idle.detection?.mode).toBe('incremental');
+    // No row travels, no fingerprint is computed: two counts, and nothing else per row.
+    expect(quiet.statements.some((s) => s.startsWith('DECLARE'))).toBe(false);
+    expect(quiet.statements.some((s) => s.startsWith('SELECT encode(string_agg'))).toBe(false);
+
+    await source.pool.query(`UPDATE reading_point SET title = 'changed' WHERE code IN ('c1', 'c3');
+      UPDATE reading_point SET title = title WHERE code = 'c5';
+      INSERT INTO reading_point VALUES (7, 'new', 1, 'n', 1, 'busy');
+      DELETE FROM reading_point WHERE code IN ('c7', 'c9');
+      DELETE FROM reading_point WHERE code = 'c11';
+      INSERT INTO reading_point VALUES (11, 'c11', 1, 'back', 2, 'busy');`);
+    const changed = await sync(source.pool, target.pool);
+    expect(changed).toMatchObject({ inserted: 1, updated: 3, deleted: 2 });
+    expect(changed.detection?.mode).toBe('incremental');
+    await expectEqual(source.pool, target.pool);
+  });
+
+  it('sees a transaction that was open during a sync and commits after it', async () => {
+    const { source, target } = await pair();
+    await sync(source.pool, target.pool);
+    const writer = await source.pool.connect();
+    try {
+      await writer.query('BEGIN');
+      await writer.query("UPDATE reading_point SET title = 'late' WHERE code = 'c1'");
+      await writer.query("INSERT INTO reading_point VALUES (1, 'late', 1, 'l', 0, 'calm')");
+      await writer.query("DELETE FROM reading_point WHERE code = 'c3'");
+      // A savepoint rolled back and one kept, in the same transaction.
+      await writer.query('SAVEPOINT a');
+      await writer.query("UPDATE reading_point SET title = 'gone' WHERE code = 'c5'");
+      await writer.query('ROLLBACK TO SAVEPOINT a');
+      await writer.query('SAVEPOINT b');
+      await writer.query("UPDATE reading_point SET title = 'kept' WHERE code = 'c13'");
+      await writer.query('RELEASE SAVEPOINT b');
+      // Another transaction starts and commits meanwhile: its changes are seen at once.
+      await source.pool.query("UPDATE reading_point SET title = 'meanwhile' WHERE code = 'c15'");
+      const during = await sync(source.pool, target.pool);
+      expect(during).toMatchObject({ updated: 1, inserted: 0, deleted: 0 });
+      await writer.query('COMMIT');
+    } finally {
+      writer.release();
+    }
+    const after = await sync(source.pool, target.pool);
+    expect(after.detection?.mode).toBe('incremental');
+    expect(after).toMatchObject({ updated: 2, inserted: 1, deleted: 1 });
+    await expectEqual(source.pool, target.pool);
+  });
+
+  it('follows rows that move to another tenant, one target per tenant', async () => {
+    const { source, target } = await pair();
+    const other = await createDatabase('inc_dst2');
+    await other.pool.query(TARGET_DDL);
+    await sync(source.pool, target.pool, {}, 1);
+    await sync(source.pool, other.pool, {}, 2);
+    await source.pool.query(
+      "UPDATE reading_point SET tenant_id = 2 WHERE code IN ('c1', 'c3'); UPDATE reading_point SET tenant_id = 1 WHERE code = 'c2'",
+    );
+    const one = await sync(source.pool, target.pool, {}, 1);
+    const two = await sync(source.pool, other.pool, {}, 2);
+    expect(one).toMatchObject({ inserted: 1, deleted: 2 });
+    expect(two).toMatchObject({ inserted: 2, deleted: 1 });
+    expect([one.detection?.mode, two.detection?.mode]).toEqual(['incremental', 'incremental']);
+    await expectEqual(source.pool, target.pool, 1);
+    await expectEqual(source.pool, other.pool, 2);
+  });
+
+  it('comes out right after TRUNCATE and reload, VACUUM FULL and CLUSTER on the source', async () => {
+    const { source, target } = await pair();
+    await sync(source.pool, target.pool);
+    await source.pool.query(`BEGIN;
+      CREATE TEMP TABLE saved AS SELECT * FROM reading_point;
+      TRUNCATE reading_point;
+      INSERT INTO reading_point SELECT * FROM saved WHERE code <> 'c1';
+      UPDATE reading_point SET title = 'reloaded' WHERE code = 'c3';
+      COMMIT;`);
+    const reloaded = await sync(source.pool, target.pool);
+    expect(reloaded).toMatchObject({ updated: 1, deleted: 1 });
+    expect(reloaded.detection?.mode).toBe('incremental');
+    await source.pool.query('VACUUM FULL reading_point');
+    await source.pool.query('CLUSTER reading_point USING reading_point_pkey');
+    await source.pool.query("DELETE FROM reading_point WHERE code = 'c5'");
+    const rewritten = await sync(source.pool, target.pool);
+    expect(rewritten).toMatchObject({ updated: 0, inserted: 0, deleted: 1 });
+    await expectEqual(source.pool, target.pool);
+  });
+
+  it('waits for a TRUNCATE in progress instead of reading the table empty', async () => {
+    const { source, target } = await pair();
+    await sync(source.pool, target.pool);
+    const truncater = await source.pool.connect();
+    try {
+      await truncater.query('BEGIN');
+      await truncater.query('CREATE TEMP TABLE saved AS SELECT * FROM reading_point');
+      await truncater.query('TRUNCATE reading_point');
+      await truncater.query('INSERT INTO reading_point SELECT * FROM saved');
+      // The sync starts while the TRUNCATE holds its lock, and must not take its snapshot first:
+      // a snapshot older than the TRUNCATE reads the reloaded table empty.
+      const running = sync(source.pool, target.pool);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await truncater.query('COMMIT');
+      const result = await running;
+      expect(result).toMatchObject({ deleted: 0, inserted: 0, updated: 0 });
+    } finally {
+      truncater.release();
+    }
+    await expectEqual(source.pool, target.pool);
+  });
+
+  it('finds deletes when the counts balance out: a delete and an insert in one run', async () => {
+    const { source, target } = await pair();
+    await sync(source.pool, target.pool);
+    await source.pool.query(
+      "DELETE FROM reading_point WHERE code = 'c1'; INSERT INTO reading_point VALUES (3, 'x', 1, 'x', 0, 'calm')",
+    );
+    const result = await sync(source.pool, target.pool);
+    expect(result).toMatchObject({ inserted: 1, deleted: 1, detection: { mode: 'incremental' } });
+    await expectEqual(source.pool, target.pool);
+  });
+
+  it('takes an orphan once its parent arrives, though the orphan itself never changes', async () => {
+    const source = await createDatabase('inc_src');
+    const target = await createDatabase('inc_dst');
+    await source.pool.query(
+      'CREATE TABLE site (id int PRIMARY KEY); CREATE TABLE gauge (id int PRIMARY KEY, site_id int)',
+    );
+    await target.pool.query(
+      'CREATE TABLE site (id int PRIMARY KEY); CREATE TABLE gauge (id int PRIMARY KEY, site_id int REFERENCES site)',
+    );
+    const site = defineEntity({
+      name: 'site',
+      table: 'site',
+      columns: z.object({ id: col.int() }),
+      key: ['id'],
+      source: { table: 'site' },
+    });
+    const gauge = defineEntity({
+      name: 'gauge',
+      table: 'gauge',
+      columns: z.object({ id: col.int(), site_id: col.int() }),
+      key: ['id'],
+      source: { table: 'gauge' },
+      references: [{ entity: 'site', columns: { site_id: 'id' } }],
+    });
+    await source.pool.query('INSERT INTO site VALUES (1); INSERT INTO gauge VALUES (1, 1), (2, 2)');
+    const run = async () =>
+      (await performSync({ source: source.pool, target: target.pool, entities: [site, gauge] }))
+        .entities;
+    expect((await run()).gauge).toMatchObject({ inserted: 1, skipped: 1 });
+    await source.pool.query('INSERT INTO site VALUES (3)');
+    expect((await run()).gauge).toMatchObject({ inserted: 0, skipped: 1 });
+    await source.pool.query('INSERT INTO site VALUES (2)');
+    const third = await run();
+    expect(third.site.detection?.mode).toBe('incremental');
+    expect(third.gauge).toMatchObject({ inserted: 1, skipped: 0 });
+    // Nothing left waiting: the watermark moves on, and the next run reads nothing.
+    const fourth = await run();
+    expect(fourth.gauge).toMatchObject({ inserted: 0, detection: { mode: 'incremental' } });
+  });
+
+  it('repairs rows removed or added directly on the target; edits that balance wait for the full comparison', async () => {
+    const { source, target } = await pair();
+    await sync(source.pool, target.pool);
+    await target.pool.query("DELETE FROM point WHERE code IN ('c1', 'c3')");
+    expect(await sync(source.pool, target.pool)).toMatchObject({
+      inserted: 2,
+      detection: { mode: 'incremental' },
+    });
+    await target.pool.query("INSERT INTO point VALUES (99, 'stray', 1, 's', 0, 'calm')");
+    expect(await sync(source.pool, target.pool)).toMatchObject({
+      deleted: 1,
+      detection: { mode: 'incremental' },
+    });
+    await expectEqual(source.pool, target.pool);
+    // A row removed and another added, or a value edited, leave the counts as they were: the
+    // periodic full comparison is what repairs them.
+    await target.pool.query(
+      "DELETE FROM point WHERE code = 'c1'; INSERT INTO point VALUES (99, 'stray', 1, 's', 0, 'calm'); UPDATE point SET label = 'hand' WHERE code = 'c3'",
+    );
+    expect(await sync(source.pool, target.pool)).toMatchObject({ inserted: 0, deleted: 0 });
+    await target.pool.query(
+      "UPDATE meter_sync_watermark SET verified_at = now() - interval '25 hours'",
+    );
+    expect(await sync(source.pool, target.pool)).toMatchObject({
+      inserted: 1,
+      updated: 1,
+      deleted: 1,
+      detection: { mode: 'full' },
+    });
+    await expectEqual(source.pool, target.pool);
+  });
+
+  it('plans incrementally what the sync then does', async () => {
+    const { source, target } = await pair();
+    await sync(source.pool, target.pool);
+    await source.pool.query(
+      "UPDATE reading_point SET title = 'p' WHERE code = 'c1'; DELETE FROM reading_point WHERE code = 'c3'; INSERT INTO reading_point VALUES (1, 'n', 1, 'n', 1, 'calm')",
+    );
+    const planned = await sync(source.pool, target.pool, { dryRun: true });
+    const done = await sync(source.pool, target.pool);
+    const counts = ({ inserted, updated, deleted, unchanged }: EntityResult) => ({
+      inserted,
+      updated,
+      deleted,
+      unchanged,
+    });
+    expect(planned.detection?.mode).toBe('incremental');
+    expect(counts(planned)).toEqual(counts(done));
+    expect(counts(done)).toEqual({ inserted: 1, updated: 1, deleted: 1, unchanged: 198 });
+  });
+
+  describe('falls back to a full comparison, and says why', () => {
+    const reasonAfter = async (
+      change: (pools: { source: Pool; target: Pool }) => Promise<void>,
+      options: Partial<Parameters<typeof performSync>[0]> = {},
+    ) => {
+      const { source, target } = await pair();
+      await sync(source.pool, target.pool);
+      await change({ source: source.pool, target: target.pool });
+      const result = await sync(source.pool, target.pool, options);
+      await expectEqual(source.pool, target.pool);
+      expect(result.detection?.mode).toBe('full');
+      return result.detection?.reason;
+    };
+
+    it.each([
+      [
+        'an enum value renamed (content changes with no new row version)',
+        "ALTER TYPE mood RENAME VALUE 'calm' TO 'still'",
+        /source table .*changed/,
+      ],
+      [
+        'a column dropped and added again with a default',
+        "ALTER TABLE reading_point DROP COLUMN title; ALTER TABLE reading_point ADD COLUMN title text DEFAULT 'd'",
+        /source table .*changed/,
+      ],
+      [
+        'the table swapped by a rename',
+        "CREATE TABLE fresh (LIKE reading_point INCLUDING ALL); INSERT INTO fresh SELECT * FROM reading_point WHERE code <> 'c1'; ALTER TABLE reading_point RENAME TO old_point; ALTER TABLE fresh RENAME TO reading_point",
+        /source table .*changed/,
+      ],
+    ])('%s', async (_case, sql, reason) => {
+      expect(await reasonAfter(({ source }) => source.query(sql).then(() => undefined))).toMatch(
+        reason,
+      );
+    });
+
+    it('the target table emptied and refilled by hand', async () => {
+      const reason = await reasonAfter(async ({ target }) => {
+        await target.query(
+          "BEGIN; CREATE TEMP TABLE saved AS SELECT * FROM point; TRUNCATE point; INSERT INTO point SELECT * FROM saved; UPDATE point SET label = 'hand' WHERE code = 'c1'; COMMIT",
+        );
+      });
+      expect(reason).toMatch(/target table changed/);
+    });
+
+    it('the definition changed', async () => {
+      const { source, target } = await pair();
+      await sync(source.pool, target.pool);
+      const narrower = defineEntity({
+        name: 'point',
+        table: 'point',
+        columns: point.columns.omit({ mood: true }),
+        key: ['site', 'code'],
+        tenantColumn: 'tenant_id',
+        source: { table: 'reading_point', columns: { label: 'title' } },
+      });
+      const result = await performSync({
+        source: source.pool,
+        target: target.pool,
+        tenantId: 1,
+        entities: [narrower],
+      });
+      expect(result.entities.point.detection).toMatchObject({
+        mode: 'full',
+        reason: expect.stringMatching(/definition/),
+      });
+    });
+
+    it('a full comparison asked for, and one due', async () => {
+      expect(await reasonAfter(async () => undefined, { full: true })).toMatch(/asked for/);
+      expect(
+        await reasonAfter(({ target }) =>
+          target
+            .query("UPDATE meter_sync_watermark SET verified_at = now() - interval '2 days'")
+            .then(() => undefined),
+        ),
+      ).toMatch(/periodic/);
+      expect(await reasonAfter(async () => undefined, { incremental: false })).toMatch(
+        /turned off/,
+      );
+    });
+
+    it('a watermark ahead of the source (restored from a backup, or an older standby)', async () => {
+      const reason = await reasonAfter(({ target }) =>
+        target
+          .query("UPDATE meter_sync_watermark SET position = '999999999'")
+          .then(() => undefined),
+      );
+      expect(reason).toMatch(/behind the watermark/);
+    });
+
+    it('the database swapped for a copy (same name, same rows, new database)', async () => {
+      const { source, target } = await pair();
+      await sync(source.pool, target.pool);
+      const admin = openPool(databaseUrl('postgres'), 1);
+      await source.pool.end();
+      const copy = `${source.name}_copy`;
+      await admin.query(`CREATE DATABASE "${copy}" TEMPLATE "${source.name}"`);
+      await admin.query(`ALTER DATABASE "${source.name}" RENAME TO "${source.name}_old"`);
+      await admin.query(`ALTER DATABASE "${copy}" RENAME TO "${source.name}"`);
+      const swapped = openPool(databaseUrl(source.name), 2);
+      await swapped.query("UPDATE reading_point SET title = 'copied' WHERE code = 'c1'");
+      const result = await sync(swapped, target.pool);
+      expect(result.detection).toMatchObject({
+        mode: 'full',
+        reason: expect.stringMatching(/another database/),
+      });
+      await expectEqual(swapped, target.pool);
+      await swapped.end();
+      await admin.query(`DROP DATABASE "${source.name}_old"`);
+    });
+  });
+
+  describe('a source on another cluster', () => {
+    const servers: { stop(): Promise<void> }[] = [];
+    afterAll(async () => {
+      for (const server of servers) await server.stop();
+    });
+
+    it("is not trusted with the first cluster's watermark, though its xids look later", async () => {
+      const { source, target } = await pair();
+      await sync(source.pool, target.pool);
+      const server = await startPostgres();
+      servers.push(server);
+      const other = new pg.Pool({ connectionString: server.url('postgres'), max: 2 });
+      try {
+        await other.query(SOURCE_DDL);
+        // Enough transactions that the new cluster's xids pass the stored watermark.
+        for (let i = 0; i < 30; i++) await other.query('SELECT pg_current_xact_id()');
+        await other.query("UPDATE reading_point SET title = 'other' WHERE code = 'c1'");
+        const result = await sync(other, target.pool);
+        expect(result.detection).toMatchObject({
+          mode: 'full',
+          reason: expect.stringMatching(/another cluster/),
+        });
+        await expectEqual(other, target.pool);
+      } finally {
+        await other.end();
+      }
+    });
+  });
+});
