@@ -5,8 +5,12 @@
  * per size, and for each scenario (initial sync, no change, 1% and 10% changed) runs meter-sync
  * and the baselines on identical copies of the data: naive (full fetch, in-memory diff,
  * row-by-row upsert), the COPY pipe (initial sync's transfer limit), one full-table hash scan of
- * the source (the no-change floor), and pg_comparator -S -D when it is installed. Each tool runs
- * in a process of its own; every database is cloned fresh from a template for every run.
+ * the source and one count(*) (the floors of a run that looks at every row), and pg_comparator
+ * -S -D when it is installed. `meter-sync` compares every row (a run without a watermark);
+ * `meter-sync-incremental` first syncs the unchanged source, then the scenario's changes are made
+ * on that same source and the timed run reads only what changed. Each tool runs in a process of
+ * its own; every database is cloned fresh from a template for every run. The source server's own
+ * execution time of each run is taken from pg_stat_statements.
  * Prints a table and writes bench/results/<date>.json (and, with --log-statements, the server's
  * log with every statement's duration, bench/results/server.log).
  */
@@ -33,12 +37,15 @@ const withComparator = !args.includes('--no-comparator') && existsSync(comparato
 
 type Tool =
   | 'meter-sync'
+  | 'meter-sync-incremental'
   | 'meter-sync-zod'
   | 'meter-sync-dry'
   | 'naive'
   | 'copy-pipe'
   | 'hash-scan'
   | 'hash-scan-parallel'
+  | 'text-hash-scan'
+  | 'count'
   | 'pg_comparator';
 type Scenario = 'initial' | 'no change' | '1% changed' | '10% changed';
 
@@ -50,6 +57,8 @@ interface Measurement {
   rowsPerSecond: number;
   peakRssMb: number | null;
   sourceBytes: number | null;
+  /** Execution time on the source server (pg_stat_statements), in ms. */
+  sourceMs: number | null;
   targetWrites: { inserted: number; updated: number; deleted: number } | null;
   outcome?: unknown;
   note?: string;
@@ -62,11 +71,14 @@ const server = await startPostgres({
     work_mem: '64MB',
     maintenance_work_mem: '256MB',
     max_wal_size: '8GB',
+    shared_preload_libraries: 'pg_stat_statements',
+    'pg_stat_statements.track': 'all',
     ...(logStatements ? { log_min_duration_statement: 0 } : {}),
   },
 });
 const admin = new pg.Pool({ connectionString: server.url(), max: 1 });
 const postgres = `PostgreSQL ${(await admin.query('SHOW server_version')).rows[0].server_version}`;
+await admin.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
 const results: Measurement[] = [];
 let clones = 0;
 
@@ -96,7 +108,20 @@ async function targetWrites(database: string) {
   });
 }
 
-function worker(tool: Exclude<Tool, 'pg_comparator'>, source: string, target: string) {
+/** Source-side execution time since the last reset, of statements run in `database`. */
+async function sourceExecutionMs(database: string): Promise<number> {
+  const { rows } = await admin.query(
+    'SELECT coalesce(sum(s.total_exec_time), 0)::float8 AS ms FROM pg_stat_statements AS s JOIN pg_database AS d ON d.oid = s.dbid WHERE d.datname = $1',
+    [database],
+  );
+  return Number(rows[0].ms);
+}
+
+function worker(
+  tool: Exclude<Tool, 'pg_comparator' | 'meter-sync-incremental'>,
+  source: string,
+  target: string,
+) {
   return new Promise<{
     ok: boolean;
     ms: number;
@@ -150,16 +175,28 @@ async function measure(
   sourceTemplate: string,
   targetTemplate: string,
   rows: number,
+  /** For an incremental run: the changes made on the source after the first sync. */
+  changes?: string,
 ) {
   const source = `run_source_${++clones}`;
   const target = `run_target_${clones}`;
   await createDatabase(source, sourceTemplate);
   await createDatabase(target, targetTemplate);
+  if (tool === 'meter-sync-incremental') {
+    // A watermark is taken on this very source (a clone is another database), then it changes.
+    const primed = await worker('meter-sync', source, target);
+    if (!primed.ok) throw new Error(`meter-sync failed priming "${scenario}": ${primed.error}`);
+    await withDatabase(source, async (pool) => {
+      if (changes) await pool.query(changes);
+      await pool.query('VACUUM ANALYZE reading_register');
+    });
+  }
   if (tool === 'pg_comparator') {
     for (const database of [source, target])
       await withDatabase(database, (pool) => pool.query('CREATE EXTENSION IF NOT EXISTS pgcmp'));
   }
   const before = await targetWrites(target);
+  await admin.query('SELECT pg_stat_statements_reset()');
   let measurement: Measurement;
   if (tool === 'pg_comparator') {
     const ms = await comparator(source, target);
@@ -171,10 +208,15 @@ async function measure(
       rowsPerSecond: rows / (ms / 1000),
       peakRssMb: null,
       sourceBytes: null,
+      sourceMs: await sourceExecutionMs(source),
       targetWrites: null,
     };
   } else {
-    const result = await worker(tool, source, target);
+    const result = await worker(
+      tool === 'meter-sync-incremental' ? 'meter-sync' : tool,
+      source,
+      target,
+    );
     if (!result.ok)
       throw new Error(`${tool} failed in "${scenario}" at ${size} rows: ${result.error}`);
     measurement = {
@@ -185,6 +227,7 @@ async function measure(
       rowsPerSecond: rows / (result.ms / 1000),
       peakRssMb: result.peakRssMb,
       sourceBytes: result.sourceBytes,
+      sourceMs: await sourceExecutionMs(source),
       targetWrites: null,
       outcome: result.outcome,
     };
@@ -228,13 +271,15 @@ try {
     await createDatabase('target_empty');
     await withDatabase('target_empty', (pool) => pool.query(targetDdl));
     await createDatabase('target_synced', 'target_empty');
-    for (const [name, fraction] of [
-      ['source_1pct', 0.01],
-      ['source_10pct', 0.1],
+    const changes: Partial<Record<Scenario, string>> = {};
+    for (const [name, scenario, fraction] of [
+      ['source_1pct', '1% changed', 0.01],
+      ['source_10pct', '10% changed', 0.1],
     ] as const) {
+      changes[scenario] = change(size, fraction).sql;
       await createDatabase(name, 'source_base');
       await withDatabase(name, async (pool) => {
-        await pool.query(change(size, fraction).sql);
+        await pool.query(changes[scenario] as string);
         await pool.query('VACUUM ANALYZE reading_register');
       });
     }
@@ -250,6 +295,16 @@ try {
     ];
     for (const [scenario, source, target, rows] of plan) {
       await measure(size, scenario, 'meter-sync', source, target, rows);
+      if (scenario !== 'initial')
+        await measure(
+          size,
+          scenario,
+          'meter-sync-incremental',
+          'source_base',
+          target,
+          rows,
+          changes[scenario],
+        );
       // Plain zod against col schemas where rows are compared, and a dry run of every row.
       if (scenario !== '10% changed')
         await measure(size, scenario, 'meter-sync-zod', source, target, rows);
@@ -259,6 +314,8 @@ try {
       if (scenario === 'no change') {
         await measure(size, scenario, 'hash-scan', source, target, rows);
         await measure(size, scenario, 'hash-scan-parallel', source, target, rows);
+        await measure(size, scenario, 'text-hash-scan', source, target, rows);
+        await measure(size, scenario, 'count', source, target, rows);
       }
       // Row-by-row inserts of a whole large table would dominate the run; the changed scenarios
       // show the naive design's cost well enough.
@@ -296,12 +353,14 @@ function printTable() {
   const find = (size: number, scenario: Scenario, tool: Tool) =>
     results.find((r) => r.size === size && r.scenario === scenario && r.tool === tool);
   const ratio = (a?: Measurement, b?: Measurement) =>
-    a && b ? `${(a.ms / b.ms).toFixed(2)}×` : '–';
+    a && b && Number.isFinite(a.ms / b.ms) ? `${(a.ms / b.ms).toFixed(2)}×` : '–';
+  const percent = (part: number | null | undefined, whole: number | undefined) =>
+    part === null || part === undefined || !whole ? '–' : `${((100 * part) / whole).toFixed(3)}%`;
   const lines = [
     `Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GiB; Node ${machine.node}; ${machine.postgres}`,
     '',
-    '| rows | scenario | tool | time | rows/s | peak RSS | bytes from source | target ins / upd / del |',
-    '| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |',
+    '| rows | scenario | tool | time | rows/s | peak RSS | bytes from source | source server time | target ins / upd / del |',
+    '| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of results) {
     const writes = r.targetWrites
@@ -311,8 +370,9 @@ function printTable() {
       r.sourceBytes === null
         ? '–'
         : `${(r.sourceBytes / 1024 ** 2).toFixed(2)} MB (${((100 * r.sourceBytes) / (tableSizes[r.size] ?? 1)).toFixed(2)}%)`;
+    const sourceTime = r.sourceMs === null ? '–' : `${(r.sourceMs / 1000).toFixed(3)} s`;
     lines.push(
-      `| ${r.size.toLocaleString('en')} | ${r.scenario} | ${r.tool} | ${(r.ms / 1000).toFixed(2)} s | ${Math.round(r.rowsPerSecond).toLocaleString('en')} | ${r.peakRssMb === null ? '–' : `${r.peakRssMb.toFixed(0)} MB`} | ${bytes} | ${writes} |`,
+      `| ${r.size.toLocaleString('en')} | ${r.scenario} | ${r.tool} | ${(r.ms / 1000).toFixed(2)} s | ${Math.round(r.rowsPerSecond).toLocaleString('en')} | ${r.peakRssMb === null ? '–' : `${r.peakRssMb.toFixed(0)} MB`} | ${bytes} | ${sourceTime} | ${writes} |`,
     );
   }
   lines.push('', '| rows | ratio | value | target |', '| ---: | --- | ---: | --- |');
@@ -325,6 +385,28 @@ function printTable() {
       `| ${size.toLocaleString('en')} | no change / one source hash scan (one process, as the sync runs it) | ${ratio(ours('no change'), find(size, 'no change', 'hash-scan'))} | ≤ 2× |`,
       `| ${size.toLocaleString('en')} | no change / one source hash scan (server's parallel workers) | ${ratio(ours('no change'), find(size, 'no change', 'hash-scan-parallel'))} | |`,
     );
+    const incremental = (scenario: Scenario) => find(size, scenario, 'meter-sync-incremental');
+    lines.push(
+      `| ${size.toLocaleString('en')} | no change, incremental / one source hash scan | ${ratio(incremental('no change'), find(size, 'no change', 'hash-scan'))} | ≤ 0.5× |`,
+      `| ${size.toLocaleString('en')} | no change, incremental / one source text hash scan | ${ratio(incremental('no change'), find(size, 'no change', 'text-hash-scan'))} | ≤ 0.5× |`,
+      `| ${size.toLocaleString('en')} | no change, incremental / count(*) | ${ratio(incremental('no change'), find(size, 'no change', 'count'))} | ≤ 2× |`,
+      `| ${size.toLocaleString('en')} | no change, incremental: bytes from source / table | ${percent(incremental('no change')?.sourceBytes, tableSizes[size])} | < 0.1% |`,
+    );
+    for (const scenario of ['1% changed', '10% changed'] as const) {
+      lines.push(
+        `| ${size.toLocaleString('en')} | ${scenario}: pg_comparator / incremental | ${ratio(find(size, scenario, 'pg_comparator'), incremental(scenario))} | ${scenario === '1% changed' ? '≥ 10×' : ''} |`,
+        `| ${size.toLocaleString('en')} | ${scenario}: naive / incremental | ${ratio(find(size, scenario, 'naive'), incremental(scenario))} | ${scenario === '1% changed' ? '≥ 10×' : ''} |`,
+        `| ${size.toLocaleString('en')} | ${scenario}: incremental / full comparison | ${ratio(incremental(scenario), ours(scenario))} | ${scenario === '10% changed' ? '≤ 1×' : ''} |`,
+      );
+    }
+    for (const scenario of ['no change', '1% changed', '10% changed'] as const) {
+      lines.push(
+        `| ${size.toLocaleString('en')} | ${scenario}: source server time, incremental / full comparison | ${ratio(
+          { ms: incremental(scenario)?.sourceMs ?? Number.NaN } as Measurement,
+          { ms: ours(scenario)?.sourceMs ?? Number.NaN } as Measurement,
+        )} | |`,
+      );
+    }
     for (const scenario of ['initial', 'no change', '1% changed'] as const) {
       lines.push(
         `| ${size.toLocaleString('en')} | ${scenario}: plain zod / col schemas | ${ratio(find(size, scenario, 'meter-sync-zod'), ours(scenario))} | ${scenario === '1% changed' ? '≤ 1.2×' : ''} |`,

@@ -8,7 +8,9 @@
  * meter-sync-dry (a dry run), naive (full fetch of both sides, in-memory diff, row-by-row
  * upsert: the design meter-sync replaces), copy-pipe (COPY TO STDOUT piped into COPY FROM STDIN:
  * the transfer limit of an initial sync), hash-scan and hash-scan-parallel (one full-table hash
- * scan of the source, in one process or with the server's parallel workers).
+ * scan of the source, in one process or with the server's parallel workers), text-hash-scan
+ * (the same over each row's text, `hashtextextended(r::text, 0)`), count (`count(*)` of the
+ * tenant's rows: the least any run that looks at every row can cost).
  */
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -25,7 +27,9 @@ type Task =
   | 'naive'
   | 'copy-pipe'
   | 'hash-scan'
-  | 'hash-scan-parallel';
+  | 'hash-scan-parallel'
+  | 'text-hash-scan'
+  | 'count';
 
 const [task, sourceUrl, targetUrl] = process.argv.slice(2) as [Task, string, string];
 const source = new pg.Pool({ connectionString: sourceUrl, max: 2 });
@@ -170,6 +174,20 @@ async function hashScan(parallel: boolean): Promise<unknown> {
   }
 }
 
+/** One statement over the tenant's rows, in one process, as meter-sync runs its own. */
+async function scan(select: string): Promise<unknown> {
+  const client = await source.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query("SELECT set_config('max_parallel_workers_per_gather', '0', true)");
+    const { rows } = await client.query(select);
+    await client.query('COMMIT');
+    return rows[0];
+  } finally {
+    client.release();
+  }
+}
+
 const tasks: Record<Task, () => Promise<unknown>> = {
   'meter-sync': () => meterSync(readingRegister),
   'meter-sync-zod': () => meterSync(readingRegisterPlain),
@@ -178,6 +196,11 @@ const tasks: Record<Task, () => Promise<unknown>> = {
   'copy-pipe': copyPipe,
   'hash-scan': () => hashScan(false),
   'hash-scan-parallel': () => hashScan(true),
+  'text-hash-scan': () =>
+    scan(
+      'SELECT count(*)::int AS rows, sum(hashtextextended(r::text, 0))::text AS hash_sum FROM reading_register AS r WHERE tenant_id = 1',
+    ),
+  count: () => scan('SELECT count(*)::int AS rows FROM reading_register WHERE tenant_id = 1'),
 };
 
 const started = performance.now();

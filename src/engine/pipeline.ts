@@ -47,6 +47,11 @@ const BATCH_ROWS = 5_000;
  */
 const ROWS_PER_BUCKET = 64;
 const MAX_BUCKETS = 1 << 16;
+/**
+ * Beyond this share of rows changed since the watermark, an incremental run compares every row
+ * instead: reading changed rows by key and looking each up on the target then costs more.
+ */
+const FULL_ABOVE_CHANGED_SHARE = 0.05;
 /** Invalid rows reported by key; the rest are counted. */
 const NULL_KEY_SAMPLE = 5;
 
@@ -170,6 +175,15 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
     changes.census(entity, request, since),
     db.count(entity, request),
   ]);
+  if (census.changed > census.rows * FULL_ABOVE_CHANGED_SHARE) {
+    // Past this share, reading changed rows by key costs more than comparing buckets.
+    outcome.detection = {
+      mode: 'full',
+      reason: `${census.changed} of ${census.rows} rows changed since the watermark: comparing every row costs less`,
+    };
+    await syncAll(run);
+    return census.changed;
+  }
   await reportNullKeys(context, entity, request, census.nullKeys, parser, outcome);
   context.logger.debug?.(
     {
@@ -236,7 +250,9 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
       'entity keys compared',
     );
     const keys: ReadRequest = { ...request, keysOnly: true };
-    const candidates = await chooseCandidates(context, db, entity, keys);
+    // Buckets small enough that most hold one difference at most: fewer keys to read.
+    const differences = Math.abs(after - census.rows) + outcome.skippedCandidates();
+    const candidates = await chooseCandidates(context, db, entity, keys, differences * 32);
     if (candidates.buckets?.only?.length !== 0)
       await compareAndApply(
         run,
@@ -408,6 +424,8 @@ async function chooseCandidates(
   db: SyncDatabase,
   entity: AnyEntity,
   request: ReadRequest,
+  /** At least this many buckets, where differences are expected. */
+  minimumBuckets = 0,
 ): Promise<Candidates> {
   const none = { buckets: undefined, sourceRows: undefined, nullKeys: undefined };
   if (request.hash !== 'sql') return { ...none, targetHasRows: true };
@@ -415,7 +433,7 @@ async function chooseCandidates(
   if (estimate === 0) return { ...none, targetHasRows: false };
   const count = Math.min(
     MAX_BUCKETS,
-    2 ** Math.ceil(Math.log2(Math.max(1, estimate / ROWS_PER_BUCKET))),
+    2 ** Math.ceil(Math.log2(Math.max(1, estimate / ROWS_PER_BUCKET, minimumBuckets))),
   );
   const withBuckets = { ...request, buckets: { count } };
   const [source, target] = await allSettledOrFirstError([
