@@ -77,6 +77,7 @@ export async function syncEntityRows(
     true,
   );
   await reportNullKeys(context, entity, request, candidates.nullKeys, parser, outcome);
+  await reportDanglingRows(context, entity, request, outcome);
   // Against stored rows, most candidates are unchanged: read keys and hashes, and the values of
   // the rows that differ by key. Into an empty table every row goes: read them whole.
   const byKey = request.hash === 'sql' && candidates.targetHasRows;
@@ -314,6 +315,21 @@ async function reportNullKeys(
   outcome.invalid(problems[0] ?? nullKeyError(entity, count), count, false);
 }
 
+/**
+ * A global entity read through its tenant's parents leaves out rows whose parent is missing on
+ * the source altogether: counted apart, they are orphans like the rest.
+ */
+async function reportDanglingRows(
+  context: RunContext,
+  entity: AnyEntity,
+  request: ReadRequest,
+  outcome: OutcomeBuilder,
+): Promise<void> {
+  if (!request.scope.parents || !context.source.danglingRows) return;
+  const dangling = await context.source.danglingRows(entity, request, NULL_KEY_SAMPLE);
+  outcome.orphans(dangling.keys, dangling.parents, dangling.count);
+}
+
 /** Parses, sets apart orphans and other tenants' keys, and writes a batch of source rows. */
 async function applyUpserts(
   context: RunContext,
@@ -356,11 +372,12 @@ async function applyUpserts(
     orphans.map((o) => o.parent),
   );
   let rows = kept;
-  if (entity.tenantColumn !== undefined && !emptyTable) {
+  const scope = context.scopeOf(entity);
+  if ((entity.tenantColumn !== undefined || scope.parents) && !emptyTable) {
     const found = await db.keysOutsideScope(
       entity,
       rows.filter(isNew).map((row) => row.key),
-      context.scope,
+      scope,
     );
     if (found.length > 0) {
       const elsewhere = new Set(found.map(encodeKey));
@@ -470,6 +487,8 @@ class OutcomeBuilder {
   private deletedCount = 0;
   private orphanKeys: TextKey[] = [];
   private orphanCount = 0;
+  /** Orphans outside the rows read, so not among the source rows accounted for. */
+  private unreadOrphans = 0;
   private readonly orphanParents = new Set<string>();
   private heldKeys: TextKey[] = [];
   private heldCount = 0;
@@ -512,8 +531,10 @@ class OutcomeBuilder {
     return this.insertedCount + this.updatedCount + this.deletedCount;
   }
 
-  orphans(keys: readonly TextKey[], parents: readonly string[]) {
-    this.orphanCount += keys.length;
+  /** Orphans among the rows read; or, with `outsideScope`, that many more the scope left out. */
+  orphans(keys: readonly TextKey[], parents: readonly string[], outsideScope?: number) {
+    if (outsideScope === undefined) this.orphanCount += keys.length;
+    else this.unreadOrphans += outsideScope;
     this.listed(this.orphanKeys, keys);
     for (const parent of parents) this.orphanParents.add(parent);
   }
@@ -583,7 +604,7 @@ class OutcomeBuilder {
       deleted: keys(entity, this.deletedKeys, this.deletedCount),
       unchanged: this.unchanged,
       orphans: {
-        ...keys(entity, this.orphanKeys, this.orphanCount),
+        ...keys(entity, this.orphanKeys, this.orphanCount + this.unreadOrphans),
         parents: [...this.orphanParents],
       },
       heldElsewhere: keys(entity, this.heldKeys, this.heldCount),

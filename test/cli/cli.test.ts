@@ -69,6 +69,9 @@ describe('meter-sync init', () => {
 describe('meter-sync sync', () => {
   it('syncs once and prints one table row per entity, exit 0, nothing on stderr', async () => {
     const { remote, local } = await builtInPairOnPostgres([1, 2]);
+    // A junction row naming a register that exists nowhere: an orphan, with its warning.
+    await remote.pool.query(`ALTER TABLE device_register DROP CONSTRAINT device_register_register_id_fkey;
+      INSERT INTO device_register (device_id, register_id) VALUES (3, 999)`);
     const run = await runCli([
       'sync',
       '--source',
@@ -84,10 +87,10 @@ describe('meter-sync sync', () => {
     expect(tableRow(run.stdout, 'device')).toEqual(['3', '0', '0', '0', 'ok']);
     expect(tableRow(run.stdout, 'meter')).toEqual(['6', '0', '0', '0', 'ok']);
     expect(tableRow(run.stdout, 'register')).toEqual(['4', '0', '0', '0', 'ok']);
-    expect(tableRow(run.stdout, 'device_register')).toEqual(['6', '0', '0', '6', 'ok']);
-    expect(run.stdout).toMatch(/warning {2}device_register: skipped 6 source row/);
+    expect(tableRow(run.stdout, 'device_register')).toEqual(['6', '0', '0', '1', 'ok']);
+    expect(run.stdout).toMatch(/warning {2}device_register: skipped 1 source row/);
     expect(run.stdout).toMatch(
-      /synced 4 entities in \d+ ms: 19 inserted, 0 updated, 0 deleted, 6 skipped/,
+      /synced 4 entities in \d+ ms: 19 inserted, 0 updated, 0 deleted, 1 skipped/,
     );
     expect(run.stdout).not.toContain('\x1b');
     expect(run.stdout).not.toContain('\r');
