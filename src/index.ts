@@ -31,6 +31,7 @@ export type {
   Fingerprints,
   HashMode,
   KeyHash,
+  ParentReference,
   ReadRequest,
   ReferencingRow,
   Scope,

@@ -3,10 +3,39 @@ import type { AnyEntity, RowOf, TableName } from '../entity/types.js';
 /** A tenant identifier, as stored in an entity's `tenantColumn`. */
 export type TenantId = string | number | bigint;
 
-/** Which rows an operation covers: one tenant's rows of a tenant-scoped entity, or all rows. */
+/**
+ * Which rows an operation covers: one tenant's rows of a tenant-scoped entity; the rows of a
+ * global entity that a tenant's rows tie to it (`parents`); or all rows.
+ */
 export interface Scope {
-  /** Limits tenant-scoped entities to this tenant. Ignored for global entities. */
+  /** Limits tenant-scoped entities to this tenant, and global ones with `parents` through it. */
   readonly tenantId?: TenantId | undefined;
+  /**
+   * For a global entity in a tenant's run: its references to tenant-scoped parents. Reads cover
+   * the rows each of whose references has a NULL column or names a parent row of `tenantId`
+   * (on the side read: source rows by the source's parents, target rows by the target's).
+   * Writes leave alone every row that names a parent row of another tenant.
+   */
+  readonly parents?: readonly ParentReference[] | undefined;
+}
+
+/** A global entity's reference to a tenant-scoped parent, which ties its rows to a tenant. */
+export interface ParentReference {
+  readonly parent: AnyEntity;
+  /** The child's columns, in the order of the parent's key. */
+  readonly columns: readonly string[];
+}
+
+/**
+ * Source rows of a global entity left out of a tenant's scope only because a parent row they
+ * name is missing on the source altogether: no tenant's run reads them, yet each is an orphan.
+ */
+export interface DanglingRows {
+  readonly count: number;
+  /** Some of their keys (as `rows` gives keys). */
+  readonly keys: readonly TextKey[];
+  /** The parents (entity names) missing for at least one of them. */
+  readonly parents: readonly string[];
 }
 
 /** A row as the database driver returned it, before schema parsing. */
@@ -151,7 +180,10 @@ export interface ReferencingRow {
   readonly key: TextKey;
   /** The child's reference columns, in the parent's key order. */
   readonly parentKey: TextKey;
-  /** Whether the run's scope covers the row (its tenant, for a tenant-scoped child). */
+  /**
+   * Whether the run may touch the row: its tenant's, for a tenant-scoped child; for a global
+   * child with `scope.parents`, no reference names a parent row of another tenant.
+   */
   readonly inScope: boolean;
 }
 
@@ -170,6 +202,8 @@ export interface Written {
  * order: ascending integers for integer key columns, code-point order of the text for the rest.
  * Every operation touches only the entity's own columns, and a `scope` limits tenant-scoped
  * entities to one tenant: rows of other tenants are never read, changed or deleted through it.
+ * With `scope.parents`, the same holds for a global entity's rows that name another tenant's
+ * parent rows.
  */
 export interface SyncDatabase {
   /** What this database can do. */
@@ -211,7 +245,10 @@ export interface SyncDatabase {
   saveWatermark(entity: AnyEntity, scope: string, watermark: Watermark | undefined): Promise<void>;
   /** Of these keys, those stored, in any tenant. */
   existingKeys(entity: AnyEntity, keys: readonly TextKey[]): Promise<TextKey[]>;
-  /** Of these keys, those stored under another tenant than the scope's. */
+  /**
+   * Of these keys, those stored under another tenant than the scope's (for a global entity with
+   * `scope.parents`: whose row names a parent row of another tenant).
+   */
   keysOutsideScope(entity: AnyEntity, keys: readonly TextKey[], scope: Scope): Promise<TextKey[]>;
   /** Rows of `child` whose `columns` (in the parent's key order) hold one of `parentKeys`, any tenant. */
   referencing(
@@ -301,6 +338,13 @@ export interface SourceSnapshot {
   ): Promise<SourceRow[]>;
   /** Up to `limit` rows in scope with a NULL in the key. */
   nullKeyRows(entity: AnyEntity, request: ReadRequest, limit: number): Promise<TextRow[]>;
+  /**
+   * With `request.scope.parents`: the rows with a complete key outside the scope only because a
+   * parent row they name is missing on the source (no reference names another tenant's parent),
+   * counted, with up to `limit` keys. A parent read through a `source.query` sees one tenant's
+   * rows only, so a reference to it never counts as missing.
+   */
+  danglingRows?(entity: AnyEntity, request: ReadRequest, limit: number): Promise<DanglingRows>;
   /** Ends the snapshot transaction and returns the connection. Safe to call twice. */
   close(): Promise<void>;
 }

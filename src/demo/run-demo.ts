@@ -28,7 +28,7 @@ const TENANT = 1n;
 /**
  * The whole story on two embedded PostgreSQL databases: a Client System with two tenants and an
  * empty sync database; a first sync of tenant 1; changes on the Client System (an update, an
- * insert, a delete, an orphan junction row); a second sync that carries exactly those; and a
+ * insert, a delete, a junction row of the other tenant); a second sync that carries exactly those; and a
  * third that finds nothing to do.
  */
 export async function runDemo(report: DemoReporter): Promise<DemoOutcome> {
@@ -61,7 +61,7 @@ async function tell(
   const first = await performSync({ source, target, tenantId: TENANT });
   report.result('First sync of tenant 1 into the empty sync database', first);
   report.step(
-    "Tenant 2's meters and registers stay out; device_register is global, so its rows for tenant 2's registers are skipped as orphans.",
+    "Tenant 2's meters and registers stay out; device_register is global, and only its rows for tenant 1's registers are read.",
   );
 
   await source.query('BEGIN');
@@ -88,15 +88,13 @@ async function tell(
   report.step('  update  register 101 renamed "Active energy import (total)"');
   report.step('  insert  register 105 "Power factor total", wired to device 1');
   report.step('  delete  register 104 "Voltage L2-N" and its wiring to device 2');
-  report.step(
-    "  orphan  device 1 wired to register 202, which is tenant 2's: not in this sync database",
-  );
+  report.step("  wire    device 1 to register 202, which is tenant 2's: not tenant 1's to read");
 
   const second = await performSync({ source, target, tenantId: TENANT });
   report.result('Second sync: exactly the changes', second);
-  const orphans = second.entities.device_register.skipped - first.entities.device_register.skipped;
+  const junction = second.entities.device_register;
   report.step(
-    `The new junction row (device 1, register 202) is skipped as an orphan: ${orphans} more skipped than in the first sync.`,
+    `The new junction row (device 1, register 202) is tenant 2's: not read, ${junction.inserted} junction row inserted and ${junction.skipped} skipped.`,
   );
 
   const third = await performSync({ source, target, tenantId: TENANT });

@@ -1,9 +1,10 @@
-import type { Scope, SourceSnapshot, SyncDatabase } from '../db/types.js';
+import type { ParentReference, Scope, SourceSnapshot, SyncDatabase } from '../db/types.js';
 import type { Registry } from '../entity/registry.js';
 import type { AnyEntity } from '../entity/types.js';
 import type { Logger } from '../logger.js';
 import type { DetectionSettings } from './detection.js';
 import type { SyncEvent, SyncEventListener } from './events.js';
+import { childColumns } from './references.js';
 import { EntityTally } from './result.js';
 
 /** Keys an entity gains and loses in a dry run, so later entities see the projected target. */
@@ -40,6 +41,7 @@ export class RunContext {
   readonly dryRun: boolean;
   private readonly tallies = new Map<string, EntityTally>();
   private readonly projections = new Map<string, Projection>();
+  private readonly scopes = new Map<string, Scope>();
 
   constructor(
     readonly settings: RunSettings,
@@ -80,8 +82,25 @@ export class RunContext {
     return projection;
   }
 
-  /** The scope an entity's reads and writes use. */
+  /**
+   * The scope an entity's reads and writes use: the run's tenant for a tenant-scoped entity; for
+   * a global entity in a tenant's run, the rows its references to tenant-scoped parents tie to
+   * the tenant, so a fleet of tenants does not each read the whole table; otherwise every row.
+   */
   scopeOf(entity: AnyEntity): Scope {
-    return entity.tenantColumn === undefined ? {} : this.scope;
+    if (entity.tenantColumn !== undefined) return this.scope;
+    if (this.scope.tenantId === undefined) return {};
+    let scope = this.scopes.get(entity.name);
+    if (!scope) {
+      const parents: ParentReference[] = [];
+      for (const reference of entity.references) {
+        const parent = this.registry.get(reference.entity);
+        if (parent.tenantColumn !== undefined)
+          parents.push({ parent, columns: childColumns(parent, reference) });
+      }
+      scope = parents.length === 0 ? {} : { tenantId: this.scope.tenantId, parents };
+      this.scopes.set(entity.name, scope);
+    }
+    return scope;
   }
 }

@@ -52,6 +52,8 @@ const MAX_BUCKETS = 1 << 16;
  * instead: reading changed rows by key and looking each up on the target then costs more.
  */
 const FULL_ABOVE_CHANGED_SHARE = 0.05;
+/** Below this many changed rows either way costs little: the run stays incremental. */
+const FULL_ABOVE_CHANGED_ROWS = 5_000;
 /** Invalid rows reported by key; the rest are counted. */
 const NULL_KEY_SAMPLE = 5;
 
@@ -120,6 +122,7 @@ async function syncAll(run: EntityRun): Promise<void> {
   // 1. Candidates.
   const candidates = await chooseCandidates(context, db, entity, request);
   await reportNullKeys(context, entity, request, candidates.nullKeys, parser, outcome);
+  await reportDanglingRows(context, entity, request, outcome);
   // Against stored rows, most candidates are unchanged: read keys and hashes, and the values of
   // the rows that differ by key. Into an empty table every row goes: read them whole.
   const byKey = request.hash === 'sql' && candidates.targetHasRows;
@@ -175,7 +178,7 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
     changes.census(entity, request, since),
     db.count(entity, request),
   ]);
-  if (census.changed > census.rows * FULL_ABOVE_CHANGED_SHARE) {
+  if (census.changed > Math.max(FULL_ABOVE_CHANGED_ROWS, census.rows * FULL_ABOVE_CHANGED_SHARE)) {
     // Past this share, reading changed rows by key costs more than comparing buckets.
     outcome.detection = {
       mode: 'full',
@@ -185,6 +188,7 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
     return census.changed;
   }
   await reportNullKeys(context, entity, request, census.nullKeys, parser, outcome);
+  await reportDanglingRows(context, entity, request, outcome);
   context.logger.debug?.(
     {
       entity: entity.name,
@@ -483,6 +487,22 @@ async function reportNullKeys(
 }
 
 /**
+/**
+ * A global entity read through its tenant's parents leaves out rows whose parent is missing on
+ * the source altogether: counted apart, they are orphans like the rest.
+ */
+async function reportDanglingRows(
+  context: RunContext,
+  entity: AnyEntity,
+  request: ReadRequest,
+  outcome: OutcomeBuilder,
+): Promise<void> {
+  if (!request.scope.parents || !context.source.danglingRows) return;
+  const dangling = await context.source.danglingRows(entity, request, NULL_KEY_SAMPLE);
+  outcome.orphans(dangling.keys, dangling.parents, dangling.count);
+}
+
+/**
  * Parses, sets apart orphans and other tenants' keys, and writes a batch of source rows.
  * Returns the keys (as the candidates gave them) of the rows it skipped.
  */
@@ -538,11 +558,12 @@ async function applyUpserts(
   );
   for (const orphan of orphans) skip(orphan.row);
   let rows = kept;
-  if (entity.tenantColumn !== undefined && !emptyTable) {
+  const scope = context.scopeOf(entity);
+  if ((entity.tenantColumn !== undefined || scope.parents) && !emptyTable) {
     const found = await db.keysOutsideScope(
       entity,
       rows.filter(isNew).map((row) => row.key),
-      context.scope,
+      scope,
     );
     if (found.length > 0) {
       const elsewhere = new Set(found.map(encodeKey));
@@ -657,6 +678,8 @@ class OutcomeBuilder {
   private deletedCount = 0;
   private orphanKeys: TextKey[] = [];
   private orphanCount = 0;
+  /** Orphans outside the rows read, so not among the source rows accounted for. */
+  private unreadOrphans = 0;
   private readonly orphanParents = new Set<string>();
   private heldKeys: TextKey[] = [];
   private heldCount = 0;
@@ -713,8 +736,10 @@ class OutcomeBuilder {
     return this.orphanCount + this.heldCount + this.repeatedKeys;
   }
 
-  orphans(keys: readonly TextKey[], parents: readonly string[]) {
-    this.orphanCount += keys.length;
+  /** Orphans among the rows read; or, with `outsideScope`, that many more the scope left out. */
+  orphans(keys: readonly TextKey[], parents: readonly string[], outsideScope?: number) {
+    if (outsideScope === undefined) this.orphanCount += keys.length;
+    else this.unreadOrphans += outsideScope;
     this.listed(this.orphanKeys, keys);
     for (const parent of parents) this.orphanParents.add(parent);
   }
@@ -784,7 +809,7 @@ class OutcomeBuilder {
       deleted: keys(entity, this.deletedKeys, this.deletedCount),
       unchanged: this.unchanged,
       orphans: {
-        ...keys(entity, this.orphanKeys, this.orphanCount),
+        ...keys(entity, this.orphanKeys, this.orphanCount + this.unreadOrphans),
         parents: [...this.orphanParents],
       },
       heldElsewhere: keys(entity, this.heldKeys, this.heldCount),

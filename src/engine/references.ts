@@ -25,7 +25,10 @@ export interface Orphan {
 /**
  * Splits parsed source rows into those whose references resolve in the target (as it stands
  * after the parents were synced, or as a dry run projects it) and orphans. A reference with a
- * NULL column points at nothing and passes. Reads only the parent keys the rows name.
+ * NULL column points at nothing and passes. A reference that ties a global entity's rows to the
+ * run's tenant resolves only to a parent row of that tenant: a row written on the strength of a
+ * parent the target holds for another tenant would fall outside the target's side of the scope,
+ * and be read as new on every run. Reads only the parent keys the rows name.
  */
 export async function splitOrphans(
   context: RunContext,
@@ -48,6 +51,12 @@ export async function splitOrphans(
       if (!key.includes(null)) pointed.set(encodeKey(key as string[]), key as string[]);
     }
     const present = new Set((await db.existingKeys(parent, [...pointed.values()])).map(encodeKey));
+    const scope = context.scopeOf(entity);
+    if (present.size > 0 && scope.parents?.some((tie) => tie.parent === parent)) {
+      const keys = [...pointed.values()].filter((key) => present.has(encodeKey(key)));
+      for (const key of await db.keysOutsideScope(parent, keys, scope))
+        present.delete(encodeKey(key));
+    }
     if (context.dryRun) {
       const projection = context.projection(parent);
       for (const key of projection.removed) present.delete(key);
@@ -126,7 +135,7 @@ export async function planDeletion(
     for (const { child, reference } of context.registry.childrenOf(current.name)) {
       const columns = childColumns(current, reference);
       const removed = context.dryRun ? context.projection(child).removed : undefined;
-      const rows = await db.referencing(child, columns, doomed, context.scope);
+      const rows = await db.referencing(child, columns, doomed, context.scopeOf(child));
       for (const row of rows) {
         if (removed?.has(encodeKey(row.key))) continue;
         const parentId = nodeId(current, row.parentKey);
@@ -143,10 +152,21 @@ export async function planDeletion(
     }
   }
 
+  // A row goes with its parents only where one of them goes: a row whose parents are all kept
+  // stays, or it would be deleted here and written again by its own entity on every run.
+  const going = new Map<string, boolean>();
+  const goes = (id: string): boolean => {
+    const known = going.get(id);
+    if (known !== undefined) return known;
+    const node = nodes.get(id) as Node;
+    const result = !node.held && (node.causes.length === 0 || node.causes.some(goes));
+    going.set(id, result);
+    return result;
+  };
   const own = [...nodes.values()].filter((node) => node.entity === entity);
   const byEntity = new Map<AnyEntity, TextKey[]>();
-  for (const node of nodes.values()) {
-    if (node.entity === entity || node.held) continue;
+  for (const [id, node] of nodes) {
+    if (node.entity === entity || !goes(id)) continue;
     const list = byEntity.get(node.entity) ?? [];
     list.push(node.key);
     byEntity.set(node.entity, list);

@@ -52,6 +52,7 @@ describe('meter-sync init', () => {
       'device',
       'device_register',
       'meter',
+      'meter_sync_watermark',
       'register',
     ]);
     expect(await runCli(['init', '--target', target.url])).toMatchObject({ code: 0, stderr: '' });
@@ -69,6 +70,9 @@ describe('meter-sync init', () => {
 describe('meter-sync sync', () => {
   it('syncs once and prints one table row per entity, exit 0, nothing on stderr', async () => {
     const { remote, local } = await builtInPairOnPostgres([1, 2]);
+    // A junction row naming a register that exists nowhere: an orphan, with its warning.
+    await remote.pool.query(`ALTER TABLE device_register DROP CONSTRAINT device_register_register_id_fkey;
+      INSERT INTO device_register (device_id, register_id) VALUES (3, 999)`);
     const run = await runCli([
       'sync',
       '--source',
@@ -80,14 +84,16 @@ describe('meter-sync sync', () => {
     ]);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/entity\s+inserted\s+updated\s+deleted\s+skipped\s+status\s+time/);
+    expect(run.stdout).toMatch(
+      /entity\s+inserted\s+updated\s+deleted\s+skipped\s+status\s+rows read\s+time/,
+    );
     expect(tableRow(run.stdout, 'device')).toEqual(['3', '0', '0', '0', 'ok']);
     expect(tableRow(run.stdout, 'meter')).toEqual(['6', '0', '0', '0', 'ok']);
     expect(tableRow(run.stdout, 'register')).toEqual(['4', '0', '0', '0', 'ok']);
-    expect(tableRow(run.stdout, 'device_register')).toEqual(['6', '0', '0', '6', 'ok']);
-    expect(run.stdout).toMatch(/warning {2}device_register: skipped 6 source row/);
+    expect(tableRow(run.stdout, 'device_register')).toEqual(['6', '0', '0', '1', 'ok']);
+    expect(run.stdout).toMatch(/warning {2}device_register: skipped 1 source row/);
     expect(run.stdout).toMatch(
-      /synced 4 entities in \d+ ms: 19 inserted, 0 updated, 0 deleted, 6 skipped/,
+      /synced 4 entities in \d+ ms: 19 inserted, 0 updated, 0 deleted, 1 skipped/,
     );
     expect(run.stdout).not.toContain('\x1b');
     expect(run.stdout).not.toContain('\r');
@@ -308,7 +314,9 @@ describe('meter-sync plan', () => {
     const args = ['plan', '--source', remote.url, '--target', local.url, '--tenant', '1'];
     const run = await runCli([...args, '--verbose']);
     expect(run).toMatchObject({ code: 0, stderr: '' });
-    expect(run.stdout).toMatch(/entity\s+insert\s+update\s+delete\s+skip\s+status\s+time/);
+    expect(run.stdout).toMatch(
+      /entity\s+insert\s+update\s+delete\s+skip\s+status\s+rows read\s+time/,
+    );
     expect(tableRow(run.stdout, 'register')).toEqual(['1', '1', '1', '0', 'ok']);
     expect(tableRow(run.stdout, 'device_register')).toEqual(['0', '0', '1', '0', 'ok']);
     expect(run.stdout).toMatch(

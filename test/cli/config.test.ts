@@ -74,7 +74,7 @@ export default defineConfig({
 
     // The config's col schemas are the CLI's own (one copy of meter-sync): the set-based path,
     // which only trusts col schemas, is taken for them.
-    const debug = await runCli(['sync', '--log-level', 'debug'], {
+    const debug = await runCli(['sync', '--full', '--log-level', 'debug'], {
       cwd,
       env: { METER_SYNC_TARGET_URL: local.url },
     });

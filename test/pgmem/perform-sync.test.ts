@@ -9,7 +9,9 @@ import {
   type PgPool,
   performSync,
   SchemaError,
+  syncSchemaSql,
 } from '../../src/index.js';
+import { clientSystemSchemaSql, seedClientSystem } from '../../src/sample/index.js';
 import { builtInPair, memDatabase, recordingLogger } from '../support/pgmem.js';
 
 const counts = (result: Awaited<ReturnType<typeof performSync>>) =>
@@ -98,7 +100,7 @@ describe('performSync on pg-mem with the built-in entities', () => {
     ).toEqual([{ n: 0 }]);
   });
 
-  it('skips junction rows whose register is missing, with one summarised warning', async () => {
+  it("reads no junction row of another tenant's register, and warns of none", async () => {
     const { remote, local } = await builtInPair([1, 2]);
     const { lines, logger } = recordingLogger();
     const result = await performSync({
@@ -108,15 +110,57 @@ describe('performSync on pg-mem with the built-in entities', () => {
       logger,
     });
     const junction = result.entities.device_register;
-    expect(junction.status).toBe('ok');
-    expect(junction.skipped).toBe(6);
+    expect(junction).toMatchObject({ status: 'ok', inserted: 6, skipped: 0, warnings: [] });
+    expect(lines.filter((line) => line.level === 'warn')).toEqual([]);
+    expect(
+      local.db.public.many('SELECT count(*) AS n FROM device_register WHERE register_id >= 200'),
+    ).toEqual([{ n: 0 }]);
+  });
+
+  it('skips junction rows whose register is not in the target, with one summarised warning', async () => {
+    // No foreign key on the Client System: a junction row may name a register that is gone.
+    const remote = memDatabase(
+      clientSystemSchemaSql.replace('REFERENCES register (register_id)', ''),
+    );
+    await seedClientSystem(remote.pool, [1, 2]);
+    const local = memDatabase(syncSchemaSql);
+    // Register 101 is held by tenant 2 on the target, so tenant 1 cannot have it; register 999
+    // exists nowhere on the source; register 201 is tenant 2's and none of this run's business.
+    local.db.public.none(
+      "INSERT INTO register (register_id, tenant_id, name) VALUES (101, 2, 'held by tenant 2')",
+    );
+    remote.db.public.none(
+      'INSERT INTO device_register (device_id, register_id) VALUES (1, 999), (2, 999)',
+    );
+    const { lines, logger } = recordingLogger();
+    const result = await performSync({
+      source: remote.pool,
+      target: local.pool,
+      tenantId: 1,
+      logger,
+    });
+    const junction = result.entities.device_register;
+    const heldRegister = local.db.public.many(
+      'SELECT count(*) AS n FROM device_register WHERE register_id = 101',
+    );
+    expect(heldRegister).toEqual([{ n: 0 }]);
+    // Two rows name register 101, two register 999: four orphans in one warning.
+    expect(junction).toMatchObject({ status: 'ok', inserted: 4, skipped: 4 });
     expect(junction.warnings).toHaveLength(1);
-    expect(junction.warnings[0]).toMatchObject({ code: 'orphaned-rows', count: 6 });
-    expect(junction.warnings[0]?.sampleKeys.length).toBeLessThanOrEqual(5);
-    expect(junction.warnings[0]?.sampleKeys[0]).toMatch(/^\(device_id=\d+, register_id=2\d\d\)$/);
-    const warnings = lines.filter((line) => line.level === 'warn');
+    expect(junction.warnings[0]).toMatchObject({ code: 'orphaned-rows', count: 4 });
+    expect(junction.warnings[0]?.sampleKeys).toEqual(
+      expect.arrayContaining([
+        '(device_id=1, register_id=999)',
+        '(device_id=2, register_id=999)',
+        expect.stringMatching(/^\(device_id=\d+, register_id=101\)$/),
+      ]),
+    );
+    expect(junction.warnings[0]?.message).toMatch(/whose register row is not in the target/);
+    const warnings = lines.filter(
+      (line) => line.level === 'warn' && line.data.entity === 'device_register',
+    );
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]?.data).toMatchObject({ entity: 'device_register', count: 6 });
+    expect(warnings[0]?.data).toMatchObject({ count: 4 });
   });
 
   it('logs counts once per entity', async () => {
@@ -174,7 +218,8 @@ describe('performSync on pg-mem with the built-in entities', () => {
     );
     expect(remaining).toEqual([{ n: 0 }]);
     expect(result.entities.device_register.deleted).toBeGreaterThan(0);
-    expect(result.entities.device_register.skipped).toBe(result.entities.device_register.deleted);
+    // Register 101's junction rows are tenant 9's now: not read, so not orphans of this run.
+    expect(result.entities.device_register.skipped).toBe(0);
   });
 
   it('keeps a device that meters of another tenant still use, and says so', async () => {

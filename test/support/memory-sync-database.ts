@@ -3,6 +3,7 @@
  * contract suite and the same `performSync` as the PostgreSQL implementation, which is what
  * keeps the engine honest about depending on the interface alone.
  */
+import { parentTenants, standingOf } from '../../src/db/parent-scope.js';
 import { textHash } from '../../src/db/text-hash.js';
 import type {
   ColumnInfo,
@@ -53,10 +54,32 @@ export function createMemorySyncDatabase(
     if (!rows) throw new Error(`no table ${tableName(entity)}`);
     return rows;
   };
-  const inScope = (entity: AnyEntity, scope: Scope) => (row: StoredRow) =>
+  const ofTenant = (entity: AnyEntity, scope: Scope) => (row: StoredRow) =>
     entity.tenantColumn === undefined ||
     scope.tenantId === undefined ||
     row[entity.tenantColumn] === String(scope.tenantId);
+  /** Where a global entity's row stands by the parent rows it names, as stored now. */
+  const standing = (entity: AnyEntity, scope: Scope) => {
+    if (entity.tenantColumn !== undefined || scope.tenantId === undefined || !scope.parents)
+      return () => 'within' as const;
+    const parentTenant = parentTenants((reference) =>
+      table(reference.parent).map((row) => ({
+        key: keyOf(reference.parent, row),
+        tenant: row[reference.parent.tenantColumn as string] ?? null,
+      })),
+    );
+    return (row: StoredRow) => standingOf(scope, (column) => row[column] ?? null, parentTenant);
+  };
+  /** The rows reads cover. */
+  const inScope = (entity: AnyEntity, scope: Scope) => {
+    const of = standing(entity, scope);
+    return (row: StoredRow) => ofTenant(entity, scope)(row) && of(row) === 'within';
+  };
+  /** The rows writes may change or delete. */
+  const mayTouch = (entity: AnyEntity, scope: Scope) => {
+    const of = standing(entity, scope);
+    return (row: StoredRow) => ofTenant(entity, scope)(row) && of(row) !== 'other-tenant';
+  };
   const keyOf = (entity: AnyEntity, row: StoredRow): TextKey =>
     entity.key.map((column) => row[column] as string);
   const sameKey = (a: TextKey, b: TextKey) => a.every((value, i) => value === b[i]);
@@ -127,16 +150,18 @@ export function createMemorySyncDatabase(
       return keys.filter((key) => find(entity, key) !== undefined);
     },
     async keysOutsideScope(entity, keys, scope) {
+      const touchable = mayTouch(entity, scope);
       return keys.filter((key) => {
         const row = find(entity, key);
-        return row !== undefined && !inScope(entity, scope)(row);
+        return row !== undefined && !touchable(row);
       });
     },
     async referencing(child, columns, parentKeys, scope): Promise<ReferencingRow[]> {
+      const touchable = mayTouch(child, scope);
       return table(child).flatMap((row) => {
         const parentKey = columns.map((column) => row[column] as string);
         if (!parentKeys.some((key) => sameKey(key, parentKey))) return [];
-        return [{ key: keyOf(child, row), parentKey, inScope: inScope(child, scope)(row) }];
+        return [{ key: keyOf(child, row), parentKey, inScope: touchable(row) }];
       });
     },
     async write(entity, rows, scope) {
@@ -152,7 +177,7 @@ export function createMemorySyncDatabase(
           table(entity).push(row);
           inserted.push(key);
         } else if (
-          inScope(entity, scope)(stored) &&
+          mayTouch(entity, scope)(stored) &&
           textHash(textRow(entity, stored)) !== textHash(values)
         ) {
           Object.assign(stored, row);
@@ -163,9 +188,9 @@ export function createMemorySyncDatabase(
     },
     async deleteKeys(entity, keys, scope) {
       const rows = table(entity);
+      const touchable = mayTouch(entity, scope);
       const keep = rows.filter(
-        (row) =>
-          !(inScope(entity, scope)(row) && keys.some((key) => sameKey(key, keyOf(entity, row)))),
+        (row) => !(touchable(row) && keys.some((key) => sameKey(key, keyOf(entity, row)))),
       );
       const deleted = rows.length - keep.length;
       data.set(tableName(entity), keep);
@@ -175,7 +200,7 @@ export function createMemorySyncDatabase(
       let changed = 0;
       for (const key of keys) {
         const row = find(entity, key);
-        if (!row || !inScope(entity, scope)(row)) continue;
+        if (!row || !mayTouch(entity, scope)(row)) continue;
         if (Object.entries(set).every(([column, value]) => row[column] === value)) continue;
         Object.assign(row, set);
         changed++;

@@ -6,7 +6,7 @@
  */
 import { type KeyOrder, keyOrders } from '../../diff/merge.js';
 import type { AnyEntity } from '../../entity/types.js';
-import type { BucketSelection, Scope, TableDescription } from '../types.js';
+import type { BucketSelection, ParentReference, Scope, TableDescription } from '../types.js';
 import { columnOf, combinedHash, type SqlType, type TypeClass, typeClass } from './column-types.js';
 import { tenantParameter } from './params.js';
 import { quoteIdent, quoteTable, type Statement } from './sql.js';
@@ -77,6 +77,36 @@ function shapeOf(
   return { entity, from, where, params, columns, key, orders: keyOrders(entity, description) };
 }
 
+const PARENT = 'parent';
+
+/** Whether a scope ties a global entity's rows to a tenant through its parents. */
+const tiedToParents = (entity: AnyEntity, scope: Scope) =>
+  entity.tenantColumn === undefined &&
+  scope.tenantId !== undefined &&
+  (scope.parents?.length ?? 0) > 0;
+
+/** The conditions matching a reference's columns of `alias` to the key of `PARENT`. */
+const matchesParent = (alias: string, reference: ParentReference) =>
+  reference.parent.key
+    .map(
+      (key, i) => `${columnOf(PARENT, key)} = ${columnOf(alias, reference.columns[i] as string)}`,
+    )
+    .join(' AND ');
+
+/**
+ * Per reference to a tenant-scoped parent: the row of `alias` has a NULL in the reference, or
+ * names a row of `parentRows` (the parent's rows of the tenant, as a FROM item).
+ */
+function withinParent(
+  alias: string,
+  reference: ParentReference,
+  parentRows: (parent: AnyEntity) => string,
+): string {
+  const nulls = reference.columns.map((column) => `${columnOf(alias, column)} IS NULL`);
+  const named = `EXISTS (SELECT 1 FROM ${parentRows(reference.parent)} AS ${quoteIdent(PARENT)} WHERE ${matchesParent(alias, reference)})`;
+  return `(${[...nulls, named].join(' OR ')})`;
+}
+
 /** The target table's rows in scope. */
 export function targetShape(
   entity: AnyEntity,
@@ -84,14 +114,45 @@ export function targetShape(
   scope: Scope,
 ): ReadShape {
   const scoped = entity.tenantColumn !== undefined && scope.tenantId !== undefined;
+  const tied = tiedToParents(entity, scope);
   return shapeOf(
     entity,
     description,
     `${quoteTable(entity.table)} AS ${quoteIdent(TARGET)}`,
-    scoped ? [`${columnOf(TARGET, entity.tenantColumn as string)} = $1`] : [],
-    scoped ? [tenantParameter(scope.tenantId)] : [],
+    scoped
+      ? [`${columnOf(TARGET, entity.tenantColumn as string)} = $1`]
+      : tied
+        ? (scope.parents ?? []).map((reference) =>
+            withinParent(TARGET, reference, (parent) => targetParentRows(parent, '$1')),
+          )
+        : [],
+    scoped || tied ? [tenantParameter(scope.tenantId)] : [],
     (column) => columnOf(TARGET, column),
   );
+}
+
+/** A tenant-scoped entity's target rows of the tenant `tenant`, as a FROM item. */
+function targetParentRows(parent: AnyEntity, tenant: string): string {
+  const key = parent.key.map((column) => quoteIdent(column)).join(', ');
+  return `(SELECT ${key} FROM ${quoteTable(parent.table)} WHERE ${quoteIdent(parent.tenantColumn as string)} = ${tenant})`;
+}
+
+/**
+ * SQL that tells whether a global entity's target row (alias `t`) names a parent row of
+ * another tenant than `tenant` (a parameter), through any of `parents`: the rows a tenant's run
+ * leaves alone.
+ */
+export function namesOtherTenantsParent(
+  parents: readonly ParentReference[],
+  tenant: string,
+): string {
+  return `(${parents
+    .map((reference) => {
+      const { parent } = reference;
+      const other = `${columnOf(PARENT, parent.tenantColumn as string)} IS DISTINCT FROM ${tenant}`;
+      return `EXISTS (SELECT 1 FROM ${quoteTable(parent.table)} AS ${quoteIdent(PARENT)} WHERE ${matchesParent(TARGET, reference)} AND ${other})`;
+    })
+    .join(' OR ')})`;
 }
 
 /**
@@ -105,8 +166,11 @@ export function sourceShape(
   sourceTypes: ReadonlyMap<string, string>,
   castable: ReadonlySet<string>,
   options: {
-    /** An SQL expression for the tenant instead of the parameter `$1` (table sources only). */
-    readonly tenantExpression?: string | undefined;
+    /**
+     * An SQL expression for the tenant of an entity (this one, or a parent it is read through)
+     * instead of the parameter `$1` (table sources only).
+     */
+    readonly tenantExpression?: ((entity: AnyEntity) => string) | undefined;
     /**
      * How many transactions back the watermark is from the xid `age()` counts from: the shape
      * then tells the rows changed since (table sources only).
@@ -115,7 +179,8 @@ export function sourceShape(
   } = {},
 ): ReadShape {
   const { tenantExpression, changedWithin } = options;
-  const scoped = entity.tenantColumn !== undefined && tenantExpression === undefined;
+  const tied = tiedToParents(entity, scope);
+  const scoped = (entity.tenantColumn !== undefined || tied) && tenantExpression === undefined;
   const params: unknown[] = scoped ? [tenantParameter(scope.tenantId)] : [];
   const value = (column: string) => {
     const target = description.get(column)?.type;
@@ -132,8 +197,16 @@ export function sourceShape(
   const shape = shapeOf(
     entity,
     description,
-    `(${sourceSelect(entity, tenantExpression ?? '$1', changed)}) AS ${quoteIdent(SOURCE)}`,
-    [],
+    `(${sourceSelect(entity, tenantExpression?.(entity), changed)}) AS ${quoteIdent(SOURCE)}`,
+    tied
+      ? (scope.parents ?? []).map((reference) =>
+          withinParent(
+            SOURCE,
+            reference,
+            (parent) => `(${sourceSelect(parent, tenantExpression?.(parent))})`,
+          ),
+        )
+      : [],
     params,
     value,
     (column) =>
@@ -165,12 +238,13 @@ export function withoutLength(type: string): string {
 }
 
 /**
- * The entity's SELECT on the source, target column names out; `$1` is the tenant. A
- * `source.query` is wrapped, so only its named columns come out.
+ * The entity's SELECT on the source, target column names out; `$1` is the tenant (`null`: every
+ * tenant's rows, table sources only). A `source.query` is wrapped, so only its named columns
+ * come out.
  */
 export function sourceSelect(
   entity: AnyEntity,
-  tenant = '$1',
+  tenant: string | null = '$1',
   /** Adds a boolean column `alias`: whether the row version was written `within` xids of now. */
   changed?: { readonly alias: string; readonly within: string },
 ): string {
@@ -189,7 +263,7 @@ export function sourceSelect(
     )
     .join(', ');
   const where =
-    entity.tenantColumn === undefined
+    entity.tenantColumn === undefined || tenant === null
       ? ''
       : ` WHERE ${quoteIdent(remote(entity.tenantColumn))} = ${tenant}`;
   return `SELECT ${select} FROM ${quoteTable(source.table)}${where}`;
@@ -394,5 +468,48 @@ export function censusStatement(shape: ReadShape): Statement {
     text: `SELECT count(*) FILTER (WHERE ${complete})::text AS rows, count(*) FILTER (WHERE NOT (${complete}))::text AS null_keys,
   count(*) FILTER (WHERE ${complete} AND ${shape.changed ?? 'false'})::text AS changed FROM ${shape.from}${where}`,
     values: [...shape.params],
+  };
+}
+
+/**
+ * The source rows of a global entity read through its tenant's parents (`sourceShape` with
+ * `scope.parents`) that only a parent missing on the source keeps out of the scope: every
+ * reference has a NULL column, names a parent row of the tenant or names no parent row at all,
+ * and one names none. Their count, which parents are missing, and up to `limit` keys, in one
+ * statement. A parent read through a `source.query` shows one tenant's rows, so a reference to
+ * it is never taken for missing. Ignores `shape.where`: it reads around the scope.
+ */
+export function danglingRowsStatement(
+  shape: ReadShape,
+  parents: readonly ParentReference[],
+  limit: number,
+): Statement {
+  const params = new Parameters(shape.params);
+  const within = parents.map((reference) =>
+    withinParent(SOURCE, reference, (parent) => `(${sourceSelect(parent)})`),
+  );
+  const missing = parents.map((reference) => {
+    if (reference.parent.source.kind !== 'table') return 'false';
+    const complete = reference.columns.map((c) => `${columnOf(SOURCE, c)} IS NOT NULL`);
+    const none = `NOT EXISTS (SELECT 1 FROM (${sourceSelect(reference.parent, null)}) AS ${quoteIdent(PARENT)} WHERE ${matchesParent(SOURCE, reference)})`;
+    return `(${[...complete, none].join(' AND ')})`;
+  });
+  const conditions = [
+    notNullKey(shape),
+    ...within.map((condition, i) => `(${condition} OR ${missing[i]})`),
+    `(${missing.join(' OR ')})`,
+  ];
+  const inner = [
+    ...shape.key.map((column, i) => `${matchText(column)} AS ${quoteIdent(`k${i}`)}`),
+    ...missing.map((condition, i) => `${condition} AS ${quoteIdent(`m${i}`)}`),
+  ];
+  const outputs = [
+    'count(*) OVER ()',
+    ...missing.map((_, i) => `bool_or(${quoteIdent(`m${i}`)}) OVER ()`),
+    ...shape.key.map((_, i) => `${quoteIdent('dangling')}.${quoteIdent(`k${i}`)}`),
+  ];
+  return {
+    text: `SELECT ${aliased(outputs)} FROM (SELECT ${inner.join(', ')} FROM ${shape.from} WHERE ${conditions.join(' AND ')}) AS ${quoteIdent('dangling')} LIMIT ${params.add(limit)}`,
+    values: params.values,
   };
 }

@@ -2,17 +2,27 @@ import { parse as parseArrayLiteral } from 'postgres-array';
 import { keyOrders } from '../../diff/merge.js';
 import type { AnyEntity } from '../../entity/types.js';
 import { DatabaseError, messageOf, sqlState } from '../../errors.js';
+import { type ParentTenant, parentTenants, standingOf } from '../parent-scope.js';
 import { textHash } from '../text-hash.js';
-import type { ReadRequest, Scope, SourceDatabase, SourceSnapshot, TextRow } from '../types.js';
+import type {
+  ParentReference,
+  ReadRequest,
+  Scope,
+  SourceDatabase,
+  SourceSnapshot,
+  TextKey,
+  TextRow,
+} from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
 import { CLOCK, type Clock, existingTables, lockTables, trackChanges } from './changes.js';
 import { copyOutBytes, copyOutRows, supportsCopy } from './copy.js';
 import { cursorRows, FETCH_ROWS } from './cursor.js';
-import { emulatedRows, orderedKeyHashes } from './emulated.js';
+import { emulatedRows, emulatedText, orderedKeyHashes } from './emulated.js';
 import { databaseError, sourceError } from './errors.js';
 import { tenantParameter } from './params.js';
 import { onConnectionLost, type PgClient, type PgPool } from './pool.js';
 import {
+  danglingRowsStatement,
   fingerprintsStatement,
   nullKeyRowsStatement,
   type ReadShape,
@@ -185,13 +195,45 @@ async function openSourceSnapshot(
    */
   const copyShapeOf = async (entity: AnyEntity, request: ReadRequest): Promise<ReadShape> => {
     const { types, castable } = await describedOnce(entity, request);
-    const tenantType =
-      entity.tenantColumn === undefined ? 'text' : types.get(entity.tenantColumn) || 'text';
+    const tenantTypes = new Map<AnyEntity, string>();
     if (entity.tenantColumn !== undefined)
+      tenantTypes.set(entity, types.get(entity.tenantColumn) || 'text');
+    for (const { parent } of request.scope.parents ?? [])
+      tenantTypes.set(parent, await tenantTypeOf(parent, request.scope));
+    if (tenantTypes.size > 0)
       await client.query(setLocal(TENANT_SETTING, String(tenantParameter(request.scope.tenantId))));
     return sourceShape(entity, request.columns, request.scope, types, castable, {
-      tenantExpression: `CAST(current_setting('${TENANT_SETTING}') AS ${tenantType})`,
+      tenantExpression: (scoped) =>
+        `CAST(current_setting('${TENANT_SETTING}') AS ${tenantTypes.get(scoped) ?? 'text'})`,
     });
+  };
+  /** COPY carries no user's query: only when every parent a read goes through is a table. */
+  const copyable = (entity: AnyEntity, request: ReadRequest) =>
+    entity.source.kind === 'table' &&
+    (request.scope.parents ?? []).every(({ parent }) => parent.source.kind === 'table') &&
+    supportsCopy(client);
+
+  /** The type of a parent's tenant column on the source, so COPY compares it with its index. */
+  const tenantTypes = new Map<string, Promise<string>>();
+  const tenantTypeOf = (parent: AnyEntity, scope: Scope) => {
+    let found = tenantTypes.get(parent.name);
+    if (!found) {
+      found = (async () => {
+        const probe = await client.query({
+          text: `SELECT * FROM (${sourceSelect(parent)}) AS probe LIMIT 0`,
+          values: [tenantParameter(scope.tenantId)],
+          queryMode: 'extended',
+        });
+        const oid = probe.fields?.find((field) => field.name === parent.tenantColumn)?.dataTypeID;
+        const typed = await client.query({
+          text: 'SELECT format_type($1::oid, NULL) AS type',
+          values: [oid ?? 25],
+        });
+        return String(typed.rows[0]?.type ?? 'text');
+      })();
+      tenantTypes.set(parent.name, found);
+    }
+    return found;
   };
 
   const describeSource = async (entity: AnyEntity, request: ReadRequest) => {
@@ -214,10 +256,51 @@ async function openSourceSnapshot(
     return { types, castable: new Set(parseTextArray(row.castable)) };
   };
 
-  const emulatedRead = async (entity: AnyEntity, request: ReadRequest) => {
+  /** pg-mem: the rows in scope, or with `scope.parents` every row and where it stands. */
+  const emulatedStanding = async (entity: AnyEntity, request: ReadRequest) => {
     const statement = sourceStatement(entity, request.scope);
     const result = await client.query(statement);
-    return emulatedRows(result.rows, entity.columnNames, request.columns);
+    const rows = emulatedRows(result.rows, entity.columnNames, request.columns);
+    if (!request.scope.parents) return rows.map((row) => ({ row, standing: 'within' as const }));
+    const parentTenant = await emulatedParentTenant(request);
+    return rows.map((row) => ({
+      row,
+      standing: standingOf(
+        request.scope,
+        (column) => row[entity.columnNames.indexOf(column)] ?? null,
+        parentTenant,
+      ),
+    }));
+  };
+  const emulatedRead = async (entity: AnyEntity, request: ReadRequest) =>
+    (await emulatedStanding(entity, request))
+      .filter((row) => row.standing === 'within')
+      .map((row) => row.row);
+
+  /** pg-mem: the source's parent rows, read whole, by key; a query's shows one tenant's. */
+  const emulatedParentTenant = async (request: ReadRequest): Promise<ParentTenant> => {
+    const tenant = String(request.scope.tenantId);
+    const loaded = new Map<ParentReference, { key: string[]; tenant: string | null }[]>();
+    for (const reference of request.scope.parents ?? []) {
+      const { parent } = reference;
+      const table = parent.source.kind === 'table';
+      const result = await client.query(sourceStatement(parent, table ? {} : request.scope));
+      loaded.set(
+        reference,
+        (result.rows as Record<string, unknown>[]).map((row) => ({
+          key: parent.key.map(
+            (column, i) =>
+              emulatedText(row[column], request.columns.get(reference.columns[i] as string)) ?? '',
+          ),
+          tenant: table ? emulatedText(row[parent.tenantColumn as string], undefined) : tenant,
+        })),
+      );
+    }
+    const known = parentTenants((reference) => loaded.get(reference) ?? []);
+    return (reference, key) => {
+      const found = known(reference, key);
+      return found === undefined && reference.parent.source.kind !== 'table' ? null : found;
+    };
   };
 
   const tracking = clock
@@ -272,11 +355,7 @@ async function openSourceSnapshot(
       try {
         const values = request.values ?? true;
         // COPY takes no parameters: a read of changed rows goes through a cursor.
-        const bulk =
-          values &&
-          entity.source.kind === 'table' &&
-          request.changedSince === undefined &&
-          supportsCopy(client);
+        const bulk = values && request.changedSince === undefined && copyable(entity, request);
         const shape = await (bulk ? copyShapeOf(entity, request) : shapeOf(entity, request));
         const statement = rowsStatement(shape, {
           hash: request.hash,
@@ -312,7 +391,7 @@ async function openSourceSnapshot(
     },
 
     bulkText(entity, request) {
-      if (!real || !supportsCopy(client) || entity.source.kind !== 'table') return undefined;
+      if (!real || !copyable(entity, request)) return undefined;
       const action = 'reading the source';
       return (async function* () {
         usable(entity, action);
@@ -375,6 +454,46 @@ async function openSourceSnapshot(
         return result.rows.map((row: unknown) =>
           Array.isArray(row) ? row : Object.values(row as Record<string, unknown>),
         ) as TextRow[];
+      });
+    },
+
+    danglingRows(entity, request, limit) {
+      return attempt(entity, 'counting source rows whose parent is missing', async () => {
+        const parents = request.scope.parents ?? [];
+        const keyIndexes = entity.key.map((column) => entity.columnNames.indexOf(column));
+        if (!real) {
+          const dangling = (await emulatedStanding(entity, request)).filter(
+            ({ row, standing }) =>
+              standing === 'dangling' && keyIndexes.every((index) => row[index] !== null),
+          );
+          const parentTenant = await emulatedParentTenant(request);
+          const missing = parents.filter((reference) =>
+            dangling.some(({ row }) => {
+              const key = reference.columns.map((c) => row[entity.columnNames.indexOf(c)] ?? null);
+              return !key.includes(null) && parentTenant(reference, key as string[]) === undefined;
+            }),
+          );
+          return {
+            count: dangling.length,
+            keys: dangling
+              .slice(0, limit)
+              .map(({ row }) => keyIndexes.map((i) => row[i] as string)),
+            parents: missing.map((reference) => reference.parent.name),
+          };
+        }
+        const statement = danglingRowsStatement(await shapeOf(entity, request), parents, limit);
+        const result = await select(statement);
+        const rows = (result.rows as unknown[]).map((row) =>
+          Array.isArray(row) ? row : Object.values(row as Record<string, unknown>),
+        );
+        const first = rows[0];
+        return {
+          count: first === undefined ? 0 : Number(first[0]),
+          keys: rows.map((row) => row.slice(1 + parents.length) as TextKey),
+          parents: parents
+            .filter((_, i) => first?.[1 + i] === true || first?.[1 + i] === 't')
+            .map((reference) => reference.parent.name),
+        };
       });
     },
 

@@ -191,33 +191,47 @@ function unnestKeys(params: Parameters, key: TypedKey, keys: readonly unknown[][
 const qualifiedTenant = (params: Parameters, tenant: TenantFilter | undefined, alias: string) =>
   tenant ? ` AND ${alias}.${quoteIdent(tenant.column)} = ${params.add(tenant.value)}` : '';
 
+/** A condition on the rows of `"t"` that takes one bound value, given as its placeholder. */
+export interface BoundCondition {
+  readonly sql: (placeholder: string) => string;
+  readonly value: unknown;
+}
+
+const bound = (params: Parameters, condition: BoundCondition | undefined) =>
+  condition ? ` AND ${condition.sql(params.add(condition.value))}` : '';
+
 // Keys travel as one array per column: one statement per 10 000 keys whatever the key width.
 const ARRAY_BATCH = 10_000;
 
-/** PostgreSQL: `DELETE … USING unnest(keys)`, in batches. */
+/** PostgreSQL: `DELETE … USING unnest(keys)`, in batches; only rows that meet `condition`. */
 export function deleteByKeyArrays(
   table: TableName,
   key: TypedKey,
   keys: readonly unknown[][],
   tenant?: TenantFilter,
+  condition?: BoundCondition,
 ): Statement[] {
   return chunks(keys, ARRAY_BATCH).map((batch) => {
     const params = new Parameters();
     const { from, join } = unnestKeys(params, key, batch, '"t"');
     return {
-      text: `DELETE FROM ${quoteTable(table)} AS "t" USING ${from} WHERE ${join}${qualifiedTenant(params, tenant, '"t"')}`,
+      text: `DELETE FROM ${quoteTable(table)} AS "t" USING ${from} WHERE ${join}${qualifiedTenant(params, tenant, '"t"')}${bound(params, condition)}`,
       values: params.values,
     };
   });
 }
 
-/** PostgreSQL: `UPDATE … FROM unnest(keys)` that skips rows already holding the values. */
+/**
+ * PostgreSQL: `UPDATE … FROM unnest(keys)` that skips rows already holding the values; only
+ * rows that meet `condition`.
+ */
 export function updateByKeyArrays(
   table: TableName,
   set: readonly (readonly [column: string, value: unknown])[],
   key: TypedKey,
   keys: readonly unknown[][],
   tenant?: TenantFilter,
+  condition?: BoundCondition,
 ): Statement[] {
   return chunks(keys, ARRAY_BATCH).map((batch) => {
     const params = new Parameters();
@@ -230,7 +244,7 @@ export function updateByKeyArrays(
       .join(' OR ');
     const { from, join } = unnestKeys(params, key, batch, '"t"');
     return {
-      text: `UPDATE ${quoteTable(table)} AS "t" SET ${assignments} FROM ${from} WHERE ${join} AND (${differs})${qualifiedTenant(params, tenant, '"t"')}`,
+      text: `UPDATE ${quoteTable(table)} AS "t" SET ${assignments} FROM ${from} WHERE ${join} AND (${differs})${qualifiedTenant(params, tenant, '"t"')}${bound(params, condition)}`,
       values: params.values,
     };
   });

@@ -2,29 +2,33 @@ import { keyOrders } from '../../diff/merge.js';
 import { rowParser } from '../../diff/parse-row.js';
 import type { AnyEntity, RowOf } from '../../entity/types.js';
 import { DatabaseError, DataError, MeterSyncError, SchemaError, sqlState } from '../../errors.js';
+import { parentTenants, type Standing, standingOf } from '../parent-scope.js';
 import { textHash } from '../text-hash.js';
 import type {
   ColumnInfo,
   Fingerprints,
   KeyHash,
+  ParentReference,
   Scope,
   StoredRow,
   SyncDatabase,
   TableDescription,
   TextKey,
   TextRow,
+  TextValue,
   TransactionOptions,
 } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
 import { copyInBytes, copyInRows, supportsCopy } from './copy.js';
 import { cursorRows, FETCH_ROWS } from './cursor.js';
-import { emulatedRows, orderedKeyHashes, sameEmulatedText } from './emulated.js';
+import { emulatedRows, emulatedText, orderedKeyHashes, sameEmulatedText } from './emulated.js';
 import { databaseError } from './errors.js';
 import { tenantParameter } from './params.js';
 import { onConnectionLost, type PgClient, type PgPool } from './pool.js';
 import {
   countStatement,
   fingerprintsStatement,
+  namesOtherTenantsParent,
   rowsByKeyStatement,
   rowsStatement,
   targetShape,
@@ -32,6 +36,7 @@ import {
 import { PIN_TARGET } from './settings.js';
 import {
   BEGIN,
+  type BoundCondition,
   COMMIT,
   copyIntoStage,
   createStage,
@@ -285,8 +290,38 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     );
   };
 
+  /** The parents that tie a global entity's rows to the scope's tenant, if any. */
+  const tiesOf = (entity: AnyEntity, scope: Scope | undefined) =>
+    entity.tenantColumn === undefined && scope?.tenantId !== undefined && scope.parents?.length
+      ? scope.parents
+      : undefined;
+
+  /** Leaves alone the rows of a global entity that name another tenant's parent rows. */
+  const notOtherTenants = (
+    entity: AnyEntity,
+    scope: Scope | undefined,
+  ): BoundCondition | undefined => {
+    const ties = tiesOf(entity, scope);
+    return ties
+      ? {
+          sql: (tenant) => `NOT ${namesOtherTenantsParent(ties, tenant)}`,
+          value: tenantParameter(scope?.tenantId),
+        }
+      : undefined;
+  };
+
   /** pg-mem: every row in scope as text, read whole (it holds little). */
-  const emulatedScan = async (entity: AnyEntity, scope: Scope, description: TableDescription) => {
+  const emulatedScan = async (entity: AnyEntity, scope: Scope, description: TableDescription) =>
+    (await emulatedStanding(entity, scope, description))
+      .filter((row) => row.standing === 'within')
+      .map((row) => row.row);
+
+  /** pg-mem: the rows (of the tenant, for a tenant-scoped entity) and where each stands. */
+  const emulatedStanding = async (
+    entity: AnyEntity,
+    scope: Scope,
+    description: TableDescription,
+  ): Promise<{ row: TextRow; standing: Standing }[]> => {
     const statement = selectStatement(
       entity.table,
       entity.columnNames.map((name: string) => ({ name })),
@@ -295,7 +330,56 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     const { rows } = await executeAll(entity, `reading table ${quoteTable(entity.table)}`, [
       statement,
     ]);
-    return emulatedRows(rows, entity.columnNames, description);
+    const texts = emulatedRows(rows, entity.columnNames, description);
+    const ties = tiesOf(entity, scope);
+    if (!ties) return texts.map((row) => ({ row, standing: 'within' }));
+    const loaded = new Map<ParentReference, { key: string[]; tenant: TextValue }[]>();
+    for (const reference of ties) {
+      const { parent } = reference;
+      const tenantColumn = parent.tenantColumn as string;
+      const { rows: parents } = await executeAll(entity, 'reading parent rows', [
+        selectStatement(
+          parent.table,
+          [...parent.key, tenantColumn].map((name) => ({ name })),
+        ),
+      ]);
+      loaded.set(
+        reference,
+        parents.map((row) => ({
+          key: parent.key.map(
+            (column, i) =>
+              emulatedText(row[column], description.get(reference.columns[i] as string)) ?? '',
+          ),
+          tenant: emulatedText(row[tenantColumn], undefined),
+        })),
+      );
+    }
+    const parentTenant = parentTenants((reference) => loaded.get(reference) ?? []);
+    return texts.map((row) => ({
+      row,
+      standing: standingOf(
+        scope,
+        (column) => row[entity.columnNames.indexOf(column)] ?? null,
+        parentTenant,
+      ),
+    }));
+  };
+
+  /** pg-mem: of these keys, those of stored rows that name another tenant's parent rows. */
+  const emulatedOtherTenants = async (
+    entity: AnyEntity,
+    scope: Scope,
+    description: TableDescription,
+    keys: readonly TextKey[],
+  ) => {
+    const rows = (await emulatedStanding(entity, scope, description)).filter(
+      (row) => row.standing === 'other-tenant',
+    );
+    return matching(
+      entity,
+      rows.map((row) => row.row),
+      keys,
+    ).map((row) => keyTexts(entity, row));
   };
 
   const db: PgSyncDatabase = {
@@ -586,8 +670,29 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
 
     async keysOutsideScope(entity, keys, scope) {
       const tenant = tenantFilter(entity, scope);
-      if (keys.length === 0 || !tenant) return [];
+      const ties = tiesOf(entity, scope);
+      if (keys.length === 0 || (!tenant && !ties)) return [];
       const description = await described(entity);
+      if (!tenant && ties) {
+        if (await emulated()) return emulatedOtherTenants(entity, scope, description, keys);
+        const width = entity.key.length;
+        const statements = selectByKeyArrays(entity.table, typed(description, entity.key), keys, [
+          ...entity.key.map((c) => `("t".${quoteIdent(c)})::text`),
+          namesOtherTenantsParent(ties, `$${width + 1}`),
+        ]).map((statement) => ({
+          ...statement,
+          values: [...statement.values, tenantParameter(scope.tenantId)],
+        }));
+        const { arrays } = await executeAll(
+          entity,
+          'checking keys held by other tenants',
+          statements,
+        );
+        return arrays
+          .filter((row) => row[width] === true)
+          .map((row) => row.slice(0, width) as string[]);
+      }
+      if (!tenant) return [];
       if (await emulated()) {
         const all = await emulatedScan(entity, {}, description);
         const tenantIndex = entity.columnNames.indexOf(tenant.column);
@@ -621,17 +726,20 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       if (parentKeys.length === 0) return [];
       const description = await described(child);
       const tenant = tenantFilter(child, scope);
+      const ties = tiesOf(child, scope);
       if (await emulated()) {
-        const all = await emulatedScan(child, {}, description);
+        const all = await emulatedStanding(child, ties ? scope : {}, description);
         const positions = columns.map((column) => child.columnNames.indexOf(column));
         const wanted = new Set(parentKeys.map((key) => JSON.stringify(key)));
         const tenantIndex = tenant ? child.columnNames.indexOf(tenant.column) : -1;
         return all
-          .filter((row) => wanted.has(JSON.stringify(positions.map((p) => row[p]))))
-          .map((row) => ({
+          .filter(({ row }) => wanted.has(JSON.stringify(positions.map((p) => row[p]))))
+          .map(({ row, standing }) => ({
             key: keyTexts(child, row),
             parentKey: positions.map((p) => row[p] as string),
-            inScope: tenantIndex < 0 || row[tenantIndex] === String(tenant?.value),
+            inScope:
+              (tenantIndex < 0 || row[tenantIndex] === String(tenant?.value)) &&
+              standing !== 'other-tenant',
           }));
       }
       const outputs = [
@@ -639,15 +747,18 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
         ...columns.map((c) => `("t".${quoteIdent(c)})::text`),
         tenant
           ? `("t".${quoteIdent(tenant.column)} IS NOT DISTINCT FROM CAST($${columns.length + 1} AS ${description.get(tenant.column)?.type ?? 'text'}))`
-          : 'true',
+          : ties
+            ? `NOT ${namesOtherTenantsParent(ties, `$${columns.length + 1}`)}`
+            : 'true',
       ];
+      const bound = tenant?.value ?? (ties ? tenantParameter(scope.tenantId) : undefined);
       const statements = selectByKeyArrays(
         child.table,
         typed(description, columns),
         parentKeys,
         outputs,
       ).map((statement) =>
-        tenant ? { ...statement, values: [...statement.values, tenant.value] } : statement,
+        bound !== undefined ? { ...statement, values: [...statement.values, bound] } : statement,
       );
       const { arrays } = await executeAll(
         child,
@@ -802,14 +913,26 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       if (keys.length === 0) return 0;
       const description = await described(entity);
       const tenant = tenantFilter(entity, scope);
-      const statements = (await emulated())
-        ? deleteStatements(entity.table, entity.key, keys as unknown[][], tenant)
-        : deleteByKeyArrays(
-            entity.table,
-            { columns: entity.key, types: typed(description, entity.key).map((c) => c.type) },
-            keys as unknown[][],
-            tenant,
-          );
+      let statements: Statement[];
+      if (await emulated()) {
+        const others = new Set(
+          tiesOf(entity, scope)
+            ? (await emulatedOtherTenants(entity, scope, description, keys)).map((key) =>
+                JSON.stringify(key),
+              )
+            : [],
+        );
+        const allowed = keys.filter((key) => !others.has(JSON.stringify(key)));
+        statements = deleteStatements(entity.table, entity.key, allowed as unknown[][], tenant);
+      } else {
+        statements = deleteByKeyArrays(
+          entity.table,
+          { columns: entity.key, types: typed(description, entity.key).map((c) => c.type) },
+          keys as unknown[][],
+          tenant,
+          notOtherTenants(entity, scope),
+        );
+      }
       return (await executeAll(entity, `deleting ${keys.length} rows`, statements)).count;
     },
 
@@ -821,7 +944,10 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       if (await emulated()) {
         // Only rows that do not hold the values yet, as the server's statement does.
         const positions = assignments.map(([column]) => entity.columnNames.indexOf(column));
-        const differing = matching(entity, await emulatedScan(entity, scope, description), keys)
+        const touchable = (await emulatedStanding(entity, scope, description))
+          .filter((row) => row.standing !== 'other-tenant')
+          .map((row) => row.row);
+        const differing = matching(entity, touchable, keys)
           .filter((row) => positions.some((p, i) => row[p] !== assignments[i]?.[1]))
           .map((row) => keyTexts(entity, row));
         const statements = updateStatements(
@@ -839,6 +965,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
         { columns: entity.key, types: typed(description, entity.key).map((c) => c.type) },
         keys as unknown[][],
         tenant,
+        notOtherTenants(entity, scope),
       );
       return (await executeAll(entity, `updating ${keys.length} rows`, statements)).count;
     },
