@@ -12,6 +12,8 @@ import {
 } from '../../src/index.js';
 import { builtInPair, memDatabase, recordingLogger } from '../support/pgmem.js';
 
+type BuiltInName = (typeof builtInEntities)[number]['name'];
+
 const counts = (result: Awaited<ReturnType<typeof performSync>>) =>
   Object.fromEntries(
     Object.entries(result.entities).map(([name, r]) => [
@@ -128,6 +130,42 @@ describe('performSync on pg-mem with the built-in entities', () => {
         expect.stringMatching(/^\(device_id=\d+, register_id=2\d\d\)$/),
       ]),
     });
+  });
+
+  it("warns once per loop over tenants about a global junction's orphans, with the exact count", async () => {
+    // Tenant 3 is on the Client System but not in the loop: its registers stay out.
+    const { remote, local } = await builtInPair([1, 2, 3]);
+    const loop = [1, 2];
+    const [outside] = remote.db.public.many(`SELECT count(*)::int AS n FROM device_register
+      WHERE register_id IN (SELECT register_id FROM register WHERE tenant_id = 3)`);
+    expect(outside?.n).toBeGreaterThan(0);
+    const orphanWarnings = (lines: ReturnType<typeof recordingLogger>['lines']) =>
+      lines.filter((line) => line.level === 'warn' && line.data.code === 'orphaned-rows');
+
+    // Every entity once per tenant: the global junction is judged before all tenants are in.
+    const naive = recordingLogger();
+    for (const tenantId of loop)
+      await performSync({
+        source: remote.pool,
+        target: local.pool,
+        tenantId,
+        logger: naive.logger,
+      });
+    expect(orphanWarnings(naive.lines)).toHaveLength(loop.length);
+
+    // Global entities once, the tenant-scoped ones per tenant, the junction after them all.
+    const { lines, logger } = recordingLogger();
+    const sync = (only: BuiltInName[], tenantId?: number) =>
+      performSync({ source: remote.pool, target: local.pool, tenantId, only, logger });
+    await sync(['device']);
+    for (const tenantId of loop) await sync(['meter', 'register'], tenantId);
+    const junction = await sync(['device_register']);
+    expect(orphanWarnings(lines)).toEqual([
+      expect.objectContaining({ data: expect.objectContaining({ count: outside?.n }) }),
+    ]);
+    expect(junction.entities.device_register.warnings).toEqual([
+      expect.objectContaining({ code: 'orphaned-rows', count: outside?.n }),
+    ]);
   });
 
   it('logs counts once per entity', async () => {
