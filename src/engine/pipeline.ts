@@ -22,12 +22,7 @@ import type {
 } from '../db/types.js';
 import { encodeValue } from '../diff/decode.js';
 import { keyOrders, mergeKeyHashes } from '../diff/merge.js';
-import {
-  nullKeyError,
-  type ParsedRow,
-  repeatedKeyError,
-  rowParser,
-} from '../diff/parse-row.js';
+import { nullKeyError, type ParsedRow, repeatedKeyError, rowParser } from '../diff/parse-row.js';
 import type { AnyEntity } from '../entity/types.js';
 import { DataError, SchemaError } from '../errors.js';
 import type { RunContext } from './context.js';
