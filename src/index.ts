@@ -46,9 +46,13 @@ export type {
 } from './db/types.js';
 export type { SyncEvent, SyncEventListener } from './engine/events.js';
 export {
+  type ChangeKey,
   type EntityChanges,
   type EntityResult,
   type EntityResultJSON,
+  formatKey,
+  type KeyJSON,
+  type ResultKey,
   resultToJSON,
   type SyncResult,
   type SyncResultJSON,

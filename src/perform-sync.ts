@@ -81,7 +81,7 @@ export async function performSync<
   const Only extends E['name'] = E['name'],
 >(
   options: PerformSyncOptions<E> & { readonly only?: readonly Only[] | undefined },
-): Promise<SyncResult<Only>> {
+): Promise<SyncResult<Extract<E, { readonly name: Only }>>> {
   const { registry, selected } = resolveEntities(options);
   const settings: RunSettings = {
     registry,

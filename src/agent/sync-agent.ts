@@ -36,13 +36,13 @@ export interface SyncAgentOptions<E extends AnyEntity = BuiltInEntity>
 }
 
 /** A snapshot of what the agent is doing and how its runs went. */
-export interface SyncAgentStatus<Name extends string = string> {
+export interface SyncAgentStatus<E extends AnyEntity = AnyEntity> {
   /** A run is in flight. */
   readonly running: boolean;
   /** `stop()` was called: no further runs. */
   readonly stopped: boolean;
   /** The result of the latest run that completed (its entities may still have failed). */
-  readonly lastResult: SyncResult<Name> | undefined;
+  readonly lastResult: SyncResult<E> | undefined;
   /**
    * Why the latest run did not complete: a `LockedError` when another sync held the lock, a
    * `DatabaseError` when a database was unreachable, … Cleared when a run completes.
@@ -52,8 +52,8 @@ export interface SyncAgentStatus<Name extends string = string> {
   readonly nextRunAt: Date | undefined;
 }
 
-/** A scheduled sync; create it with `createSyncAgent`. */
-export interface SyncAgent<Name extends string = string> {
+/** A scheduled sync of the entities `E`; create it with `createSyncAgent`. */
+export interface SyncAgent<E extends AnyEntity = AnyEntity> {
   /**
    * Runs a sync now, unless one is in flight: then it returns that run's promise, and no second
    * run starts. Resolves with the run's result; rejects as `performSync` does (`LockedError`
@@ -61,9 +61,9 @@ export interface SyncAgent<Name extends string = string> {
    * After `stop()` it starts no run: it rejects with `AgentStoppedError` (while `stop()` still
    * waits for a run in flight, it returns that run).
    */
-  triggerSync(): Promise<SyncResult<Name>>;
+  triggerSync(): Promise<SyncResult<E>>;
   /** What the agent is doing now and how its latest run went. */
-  status(): SyncAgentStatus<Name>;
+  status(): SyncAgentStatus<E>;
   /** Listens to one type of event; returns a function that stops listening. */
   on<T extends SyncAgentEventType>(
     type: T,
@@ -102,7 +102,7 @@ export class AgentStoppedError extends MeterSyncError {}
  */
 export function createSyncAgent<E extends AnyEntity = BuiltInEntity>(
   options: SyncAgentOptions<E>,
-): SyncAgent<E['name']> {
+): SyncAgent<E> {
   const { interval, cron, timezone, runOnStart, onEvent, ...syncOptions } = options;
   // performSync's checks, made now so a misconfigured agent fails at start-up.
   resolveEntities(syncOptions, 'createSyncAgent');
@@ -110,23 +110,24 @@ export function createSyncAgent<E extends AnyEntity = BuiltInEntity>(
   const logger = options.logger ?? silentLogger;
   const events = new EventHub(logger, onEvent);
 
-  let inFlight: Promise<SyncResult<E['name']>> | undefined;
-  let lastResult: SyncResult<E['name']> | undefined;
+  let inFlight: Promise<SyncResult<E>> | undefined;
+  let lastResult: SyncResult<E> | undefined;
   let lastError: Error | undefined;
   let stopping: Promise<void> | undefined;
 
   // Settles the run's state first, then tells listeners, so a `run-end`, `run-skipped` or
   // `run-failed` listener sees status() as it is after the run.
-  const runOnce = async (): Promise<SyncResult<E['name']>> => {
-    let result: SyncResult<E['name']> | undefined;
+  const runOnce = async (): Promise<SyncResult<E>> => {
+    let result: SyncResult<E> | undefined;
     let failure: unknown;
     try {
-      result = await performSync<E>({
+      // Extract<E, { name: E['name'] }> is E, which the compiler does not see for a generic E.
+      result = (await performSync<E>({
         ...syncOptions,
         onEvent: (event) => {
           if (event.type !== 'run-end') events.emit(event);
         },
-      });
+      })) as SyncResult<E>;
     } catch (error) {
       failure = error;
     }
@@ -149,7 +150,7 @@ export function createSyncAgent<E extends AnyEntity = BuiltInEntity>(
     throw failure;
   };
 
-  const triggerSync = (): Promise<SyncResult<E['name']>> => {
+  const triggerSync = (): Promise<SyncResult<E>> => {
     if (inFlight) return inFlight;
     if (stopping) {
       return Promise.reject(new AgentStoppedError('triggerSync: the sync agent was stopped'));

@@ -1,4 +1,5 @@
-import type { EntityResult, SyncResult } from '../engine/result.js';
+import { formatKey } from 'meter-sync';
+import type { ChangeKey, EntityResult, SyncResult } from '../engine/result.js';
 
 /** How many sample keys of a warning to print. */
 const SAMPLE_KEYS = 3;
@@ -35,7 +36,7 @@ export function renderResult(result: SyncResult, options: RenderOptions): string
   const notes: string[] = [];
   for (const [, entity] of entries) {
     for (const warning of entity.warnings) {
-      const samples = warning.sampleKeys.slice(0, SAMPLE_KEYS).join(', ');
+      const samples = warning.sampleKeys.slice(0, SAMPLE_KEYS).map(formatKey).join(', ');
       const more = warning.sampleKeys.length > SAMPLE_KEYS || warning.count > SAMPLE_KEYS;
       notes.push(`warning  ${warning.message}${samples ? `: ${samples}${more ? ', …' : ''}` : ''}`);
     }
@@ -75,9 +76,9 @@ function renderChanges(entries: readonly [string, EntityResult][]): string[] {
   return lines;
 }
 
-/** Keys in reading order: `(register_id=9)` before `(register_id=10)`. */
-const sortedKeys = (keys: readonly string[]) =>
-  [...keys].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+/** Keys as text in reading order: `(register_id=9)` before `(register_id=10)`. */
+const sortedKeys = (keys: readonly ChangeKey[]) =>
+  keys.map(formatKey).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
 
 function summary(result: SyncResult, entries: readonly [string, EntityResult][], plan: boolean) {
   const total = (pick: (entity: EntityResult) => number) =>

@@ -1,29 +1,25 @@
-import type { EntityResult, SyncResult } from '../engine/result.js';
+import { resultToJSON } from 'meter-sync';
+import type { SyncResult } from '../engine/result.js';
 
-/** A sync result as plain JSON data: dates as ISO strings, bigints as strings, errors flattened. */
+/**
+ * A sync result as plain JSON data, as `resultToJSON` gives it (dates as ISO strings, bigints as
+ * strings), with whole milliseconds and errors flattened.
+ */
 export function resultToJson(result: SyncResult): Record<string, unknown> {
-  return {
-    ok: result.ok,
-    dryRun: result.dryRun,
-    tenantId: typeof result.tenantId === 'bigint' ? result.tenantId.toString() : result.tenantId,
-    startedAt: result.startedAt.toISOString(),
-    finishedAt: result.finishedAt.toISOString(),
-    entities: Object.fromEntries(
-      Object.entries<EntityResult>(result.entities).map(([name, entity]) => [
-        name,
-        entityToJson(entity),
-      ]),
-    ),
-  };
-}
-
-function entityToJson(entity: EntityResult): Record<string, unknown> {
-  const { error, durationMs, ...rest } = entity;
-  return {
-    ...rest,
-    durationMs: Math.round(durationMs),
-    ...(error ? { error: errorToJson(error) } : {}),
-  };
+  const json = resultToJSON(result);
+  const entities = Object.entries(json.entities).map(([name, entity]) => {
+    const { error, durationMs, ...rest } = entity;
+    const failure = result.entities[name]?.error;
+    return [
+      name,
+      {
+        ...rest,
+        durationMs: Math.round(durationMs),
+        ...(error ? { error: errorToJson(failure) } : {}),
+      },
+    ];
+  });
+  return { ...json, entities: Object.fromEntries(entities) };
 }
 
 /** An error as JSON data: its class name, message and, for database errors, the SQLSTATE. */

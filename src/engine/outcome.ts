@@ -1,16 +1,14 @@
-import type { TextKey } from '../db/types.js';
-import { describeKeyTexts } from '../diff/parse-row.js';
 import type { AnyEntity } from '../entity/types.js';
 import type { RunContext } from './context.js';
 import type { DetectionReport } from './detection.js';
-import type { EntityTally, SyncWarning } from './result.js';
+import { type ChangeKey, type EntityTally, formatKey, type SyncWarning } from './result.js';
 
 const SAMPLE_KEYS = 5;
 
-/** Some keys: how many, and a few (or, when changes are listed, all) of them as text. */
+/** Some keys: how many, and a few (or, when changes are listed, all) of them. */
 export interface Keys {
   readonly count: number;
-  readonly keys: readonly string[];
+  readonly keys: readonly ChangeKey[];
 }
 
 /** What an entity's transaction did (or, in a dry run, would do); counted once it committed. */
@@ -30,11 +28,6 @@ export interface Outcome {
   readonly warnings: readonly SyncWarning[];
   /** How the changed rows were found. */
   readonly detection: DetectionReport | undefined;
-}
-
-/** Keys as `(column=value, …)` text. */
-export function keyList(entity: AnyEntity, keys: readonly TextKey[]): string[] {
-  return keys.map((key) => describeKeyTexts(entity, key));
 }
 
 /** Adds a committed outcome to the entity's tally, and reports its warnings once each. */
@@ -68,7 +61,9 @@ export function recordOutcome(
 
   const warn = (warning: SyncWarning) => {
     tally.warnings.push(warning);
-    const { code, count, sampleKeys } = warning;
+    const { code, count } = warning;
+    // Log lines stay readable text, whatever a key's values are.
+    const sampleKeys = warning.sampleKeys.map(formatKey);
     context.logger.warn({ entity: entity.name, code, count, sampleKeys }, warning.message);
   };
   for (const warning of outcome.warnings) warn(warning);

@@ -22,19 +22,14 @@ import type {
 } from '../db/types.js';
 import { encodeValue } from '../diff/decode.js';
 import { keyOrders, mergeKeyHashes } from '../diff/merge.js';
-import {
-  describeKeyTexts,
-  nullKeyError,
-  type ParsedRow,
-  repeatedKeyError,
-  rowParser,
-} from '../diff/parse-row.js';
+import { nullKeyError, type ParsedRow, repeatedKeyError, rowParser } from '../diff/parse-row.js';
 import type { AnyEntity } from '../entity/types.js';
 import { DataError, SchemaError } from '../errors.js';
 import type { RunContext } from './context.js';
 import { chooseDetection, type DetectionReport, recordWatermark } from './detection.js';
-import { type Keys, keyList, type Outcome } from './outcome.js';
+import type { Keys, Outcome } from './outcome.js';
 import { encodeKey, planDeletion, splitOrphans } from './references.js';
+import type { ChangeKey } from './result.js';
 import { allSettledOrFirstError } from './settle.js';
 
 /** Changes gathered before they are applied together. */
@@ -85,20 +80,21 @@ export async function syncEntityRows(
     columns: description,
     hash: context.source.features.sqlHash && features.sqlHash ? 'sql' : 'text',
   };
+  const parser = rowParser(
+    entity,
+    description,
+    entity.tenantColumn === undefined ? undefined : context.tenantText,
+    'source',
+    true,
+  );
   const run: EntityRun = {
     context,
     db,
     entity,
     description,
     request,
-    parser: rowParser(
-      entity,
-      description,
-      entity.tenantColumn === undefined ? undefined : context.tenantText,
-      'source',
-      true,
-    ),
-    outcome: new OutcomeBuilder(context, entity),
+    parser,
+    outcome: new OutcomeBuilder(context, entity, parser),
     progress: (phase, rows) =>
       context.emit({ type: 'entity-progress', entity: entity.name, phase, rows }),
   };
@@ -623,6 +619,7 @@ async function applyMissing(
     return;
   }
   const plan = await planDeletion(context, db, entity, keys);
+  for (const cascade of plan.cascades) await outcome.readsKeysOf(db, cascade.entity);
   if (context.dryRun) {
     for (const cascade of plan.cascades) {
       const removed = context.projection(cascade.entity).removed;
@@ -683,7 +680,7 @@ class OutcomeBuilder {
   private readonly orphanParents = new Set<string>();
   private heldKeys: TextKey[] = [];
   private heldCount = 0;
-  private invalidKeys: string[] = [];
+  private invalidKeys: ChangeKey[] = [];
   private invalidCount = 0;
   /** Invalid rows that were among the candidates (not rows with a NULL key, counted apart). */
   private invalidCandidates = 0;
@@ -692,11 +689,23 @@ class OutcomeBuilder {
   private keptCount = 0;
   private readonly keptFor = new Set<string>();
   private readonly cascades = new Map<AnyEntity, { count: number; keys: TextKey[] }>();
+  /** Per entity, its keys as its schema reads them: changes list key values, not texts. */
+  private readonly keyReaders = new Map<AnyEntity, RowParser['keyOf']>();
 
   constructor(
     private readonly context: RunContext,
     private readonly entity: AnyEntity,
-  ) {}
+    parser: RowParser,
+  ) {
+    this.keyReaders.set(entity, parser.keyOf);
+  }
+
+  /** Reads the keys of a child entity whose rows go with this entity's (described once per session). */
+  async readsKeysOf(db: SyncDatabase, child: AnyEntity) {
+    if (this.keyReaders.has(child)) return;
+    const description = (await db.describe(child)) ?? new Map();
+    this.keyReaders.set(child, rowParser(child, description, undefined).keyOf);
+  }
 
   private listed(target: TextKey[], keys: readonly TextKey[]) {
     const all = this.context.settings.listChanges;
@@ -753,17 +762,7 @@ class OutcomeBuilder {
     this.invalidCount += count;
     if (candidate) this.invalidCandidates += count;
     this.firstProblem ??= problem.message;
-    if (this.invalidKeys.length < 5)
-      this.invalidKeys.push(
-        problem.key
-          ? describeKeyTexts(
-              this.entity,
-              this.entity.key.map((c) =>
-                problem.key?.[c] == null ? null : String(problem.key[c]),
-              ),
-            )
-          : '(key unreadable)',
-      );
+    if (this.invalidKeys.length < 5) this.invalidKeys.push(problem.key ?? {});
   }
 
   softDeleted(keys: readonly TextKey[], changed: number) {
@@ -798,10 +797,10 @@ class OutcomeBuilder {
   }
 
   build(): Outcome {
-    const keys = (entity: AnyEntity, list: readonly TextKey[], count: number): Keys => ({
-      count,
-      keys: keyList(entity, list),
-    });
+    const keys = (entity: AnyEntity, list: readonly TextKey[], count: number): Keys => {
+      const read = this.keyReaders.get(entity) as RowParser['keyOf'];
+      return { count, keys: list.map((key) => read(key)) };
+    };
     const { entity } = this;
     return {
       inserted: keys(entity, this.inserted, this.insertedCount),

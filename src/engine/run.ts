@@ -20,16 +20,14 @@ export interface RunInput<E extends AnyEntity> {
  * reading the source in one snapshot. Each entity is isolated: a failure is recorded in its
  * result and the next entity still runs.
  */
-export async function runSync<E extends AnyEntity>(
-  input: RunInput<E>,
-): Promise<SyncResult<E['name']>> {
+export async function runSync<E extends AnyEntity>(input: RunInput<E>): Promise<SyncResult<E>> {
   return input.target.session((db) => runLocked(input, db));
 }
 
 async function runLocked<E extends AnyEntity>(
   input: RunInput<E>,
   target: SyncDatabase,
-): Promise<SyncResult<E['name']>> {
+): Promise<SyncResult<E>> {
   const { settings, selected } = input;
   const { logger, dryRun } = settings;
   // A dry run writes nothing, so it need not wait for (or fail on) a running sync.
@@ -76,7 +74,7 @@ async function runLocked<E extends AnyEntity>(
 
     const entities = Object.fromEntries(
       selected.map((entity) => [entity.name, context.tally(entity).toResult()]),
-    ) as Record<E['name'], EntityResult>;
+    ) as SyncResult<E>['entities'];
     const failed = Object.values<EntityResult>(entities).filter(
       (result) => result.status === 'failed',
     ).length;
@@ -93,7 +91,7 @@ async function runLocked<E extends AnyEntity>(
         ? 'sync finished'
         : `sync finished with ${failed} failed entit${failed === 1 ? 'y' : 'ies'}`,
     );
-    const result: SyncResult<E['name']> = {
+    const result: SyncResult<E> = {
       ok: failed === 0,
       dryRun,
       tenantId: input.tenantId,

@@ -1,6 +1,7 @@
 import type { IMemoryDb } from 'pg-mem';
 import type { PgPool } from '../db/pg/pool.js';
 import { ConfigurationError } from '../errors.js';
+import { declareColumnTypes } from './declared-columns.js';
 
 /** pg-mem's node-postgres pool, with the methods tests use. */
 export interface MemoryPool extends PgPool {
@@ -22,10 +23,15 @@ export interface MemoryDatabase {
 /**
  * An empty pg-mem database, with `sql` (DDL, seed statements) run on it when given.
  * Needs `pg-mem`, a peer dependency: `npm install --save-dev pg-mem`.
+ *
+ * meter-sync sees the column types its DDL declares (pg-mem itself reads `bigint` back as
+ * `integer`, `numeric(10,2)` as `float`, `varchar(5)` as `text`), so values are decoded, checked
+ * and printed as PostgreSQL would; see "On pg-mem" in the reference for what still differs.
  */
 export async function createMemoryDatabase(sql?: string): Promise<MemoryDatabase> {
   const { newDb } = await loadPgMem();
   const db = newDb();
+  declareColumnTypes(db);
   if (sql) db.public.none(sql);
   const { Pool } = db.adapters.createPg();
   return { db, pool: new Pool() as MemoryPool };

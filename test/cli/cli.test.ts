@@ -331,7 +331,7 @@ describe('meter-sync plan', () => {
     const json = JSON.parse((await runCli([...args, '--json', '--verbose'])).stdout);
     expect(json).toMatchObject({
       dryRun: true,
-      entities: { register: { changes: { inserted: ['(register_id=105)'] } } },
+      entities: { register: { changes: { inserted: [{ register_id: '105' }] } } },
     });
     expect(await targetSnapshot(local.pool)).toBe(before);
   });

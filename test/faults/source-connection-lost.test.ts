@@ -27,7 +27,7 @@ import {
 import { report } from './support/figures.js';
 
 const TENANT = 1;
-type BuiltInName = (typeof builtInEntities)[number]['name'];
+type BuiltInEntity = (typeof builtInEntities)[number];
 const BULK_ROWS = 300_000;
 const NOT_READ = (entity: string, lost: string) =>
   `${entity}: not read: the source connection was lost while reading ${lost}, and the run's snapshot with it`;
@@ -117,7 +117,7 @@ describe('the source connection lost in the middle of a read', () => {
     // terminated while that read is running, not between statements.
     const locker = new pg.Client({ connectionString: sourceUrl });
     await locker.connect();
-    let result: SyncResult<BuiltInName>;
+    let result: SyncResult<BuiltInEntity>;
     try {
       await locker.query('BEGIN; LOCK TABLE register IN ACCESS EXCLUSIVE MODE');
       const events: SyncEvent[] = [];

@@ -44,7 +44,7 @@ describe('the pipeline on PostgreSQL on both sides', () => {
     expect(result.entities.device_register.warnings[0]).toMatchObject({
       code: 'orphaned-rows',
       count: 1,
-      sampleKeys: ['(device_id=3, register_id=999)'],
+      sampleKeys: [{ device_id: 3n, register_id: 999n }],
     });
     const again = await performSync({ source: remote.pool, target: local.pool, tenantId: 1 });
     expect(again.entities.device_register).toMatchObject({ inserted: 0, deleted: 0, skipped: 1 });
@@ -114,12 +114,12 @@ describe('the pipeline on PostgreSQL on both sides', () => {
       listChanges: true,
     });
     expect(result.entities.register.changes).toEqual({
-      inserted: ['(register_id=109)'],
-      updated: ['(register_id=102)'],
-      deleted: ['(register_id=104)'],
+      inserted: [{ register_id: 109n }],
+      updated: [{ register_id: 102n }],
+      deleted: [{ register_id: 104n }],
     });
     expect(result.entities.device_register.changes?.deleted).toEqual([
-      '(device_id=2, register_id=104)',
+      { device_id: 2n, register_id: 104n },
     ]);
   });
 
@@ -307,6 +307,26 @@ describe('an empty table loaded in bulk', () => {
       { id: 1, label: 'a' },
       { id: 2, label: 'b' },
     ]);
+  });
+
+  it('lists every key of the rows when the run lists changes, in place of the load', async () => {
+    const { remote, local } = await pair("(1, 1, 'a'), (2, 1, 'b'), (3, 2, 'other')");
+    const { lines, logger } = recordingLogger();
+    const result = await performSync({
+      source: remote.pool,
+      target: local.pool,
+      tenantId: 1,
+      entities: [item],
+      logger,
+      listChanges: true,
+    });
+    expect(lines.some((line) => line.message === 'entity loaded in bulk')).toBe(false);
+    expect(result.entities.item).toMatchObject({ status: 'ok', inserted: 2 });
+    expect(result.entities.item.changes).toEqual({
+      inserted: [{ id: 1 }, { id: 2 }],
+      updated: [],
+      deleted: [],
+    });
   });
 
   it.each([

@@ -5,10 +5,19 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDatabase } from '../support/postgres.js';
+import {
+  casesSource,
+  matrix,
+  onPostgresSource,
+  tapOutcomes,
+  unitTestSource,
+} from './pgmem-matrix.js';
 
 // The packed tarball installed from scratch in fresh projects, next to the project's own zod
-// (meter-sync's peer): zod 3.25 written with its 'zod/v4' API, and zod 4. Needs the npm
-// registry (or a warm npm cache) and `npm run build` first.
+// (meter-sync's peer): zod 3.25 written with its 'zod/v4' API, and zod 4, and pg-mem for a unit
+// test on meter-sync/testing. Needs the npm registry (or a warm npm cache) and `npm run build`
+// first.
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -114,7 +123,7 @@ const tsconfig = {
     types: ['node'],
     outDir: 'out',
   },
-  files: ['entity.ts'],
+  files: ['entity.ts', 'cases.ts', 'matrix.test.ts', 'on-postgres.ts'],
 };
 
 const npm = (args: string[], cwd: string) =>
@@ -141,6 +150,9 @@ describe('the packed tarball in a fresh project', () => {
         );
         writeFileSync(join(project, 'tsconfig.json'), JSON.stringify(tsconfig));
         writeFileSync(join(project, 'entity.ts'), entitySource(api));
+        writeFileSync(join(project, 'cases.ts'), casesSource(api));
+        writeFileSync(join(project, 'matrix.test.ts'), unitTestSource);
+        writeFileSync(join(project, 'on-postgres.ts'), onPostgresSource);
         await npm(
           [
             'install',
@@ -151,6 +163,7 @@ describe('the packed tarball in a fresh project', () => {
             tarball,
             zod,
             'pg@^8.11.0',
+            'pg-mem@^3.0.14',
             '@types/pg',
             '@types/node@^20',
             'typescript@~5.9',
@@ -210,6 +223,42 @@ describe('the packed tarball in a fresh project', () => {
         .catch(({ stdout }: { stdout: string }) => stdout.trim());
       expect(pglite).toBe('');
     });
+
+    it('has a pg-mem unit test that fails exactly where PostgreSQL 15 fails, or refuses the case', async () => {
+      await run(join(project(), 'node_modules', '.bin', 'tsc'), [], { cwd: project() });
+      // node:test exits non-zero when a test fails: the report is what to read.
+      const unit = await run(
+        process.execPath,
+        ['--test', '--test-reporter=tap', join('out', 'matrix.test.js')],
+        { cwd: project() },
+      ).catch((error: { stdout: string }) => error);
+      const onPgMem = tapOutcomes(unit.stdout);
+      const [source, target] = await Promise.all([
+        createDatabase('matrix_source'),
+        createDatabase('matrix_target'),
+      ]);
+      const { stdout } = await run(process.execPath, [join('out', 'on-postgres.js')], {
+        cwd: project(),
+        env: { ...process.env, MATRIX_SOURCE_URL: source.url, MATRIX_TARGET_URL: target.url },
+      });
+      const onPostgres = JSON.parse(stdout) as Record<string, { ok: boolean; error?: string }>;
+
+      expect(Object.keys(onPgMem).sort()).toEqual(Object.keys(matrix).sort());
+      expect(Object.keys(onPostgres).sort()).toEqual(Object.keys(matrix).sort());
+      for (const [name, expected] of Object.entries(matrix)) {
+        const postgres = onPostgres[name];
+        const pgMem = onPgMem[name];
+        expect(postgres?.ok ? 'passes' : 'fails', `${name} on PostgreSQL: ${postgres?.error}`).toBe(
+          expected.postgres,
+        );
+        if ('pgMem' in expected) {
+          expect(pgMem?.ok, `${name} on pg-mem`).toBe(false);
+          expect(pgMem?.detail, name).toMatch(/pg-mem/);
+        } else {
+          expect(pgMem?.ok, `${name} on pg-mem: ${pgMem?.detail}`).toBe(postgres?.ok);
+        }
+      }
+    }, 120_000);
 
     it('says what to install when the demo runs without PGlite', async () => {
       const demo = await run(join(project(), 'node_modules', '.bin', 'meter-sync'), ['demo'], {

@@ -65,14 +65,39 @@ describe('run options on pg-mem', () => {
     });
     expect(result.entities.register.changes).toEqual({
       inserted: [],
-      updated: ['(register_id=101)'],
-      deleted: ['(register_id=104)'],
+      updated: [{ register_id: 101n }],
+      deleted: [{ register_id: 104n }],
     });
-    expect(result.entities.device.changes?.inserted).toEqual(['(device_id=9)']);
+    expect(result.entities.device.changes?.inserted).toEqual([{ device_id: 9n }]);
     expect(result.entities.device_register.changes?.deleted).toEqual([
-      '(device_id=2, register_id=104)',
+      { device_id: 2n, register_id: 104n },
     ]);
     const plain = await performSync({ source: remote.pool, target: local.pool, tenantId: 1 });
     expect(plain.entities.register.changes).toBeUndefined();
+  });
+
+  it("lists the keys of rows deleted with their parent among the child's deletes", async () => {
+    const { remote, local } = await builtInPair([1]);
+    await performSync({ source: remote.pool, target: local.pool, tenantId: 1 });
+    // The source still wires device 3 to register 103: after the cascade it is an orphan.
+    remote.db.public.none(`ALTER TABLE device_register DROP CONSTRAINT device_register_register_id_fk;
+      DELETE FROM register WHERE register_id = 103`);
+    const result = await performSync({
+      source: remote.pool,
+      target: local.pool,
+      tenantId: 1,
+      listChanges: true,
+    });
+    expect(result.entities.register.changes?.deleted).toEqual([{ register_id: 103n }]);
+    const wired = remote.db.public.many(
+      'SELECT device_id FROM device_register WHERE register_id = 103',
+    );
+    expect(wired.length).toBeGreaterThan(0);
+    expect(result.entities.device_register.changes?.deleted).toEqual(
+      wired.map((row) => ({ device_id: BigInt(row.device_id), register_id: 103n })),
+    );
+    expect(result.entities.device_register.warnings[0]?.sampleKeys).toEqual(
+      wired.map((row) => ({ device_id: BigInt(row.device_id), register_id: 103n })),
+    );
   });
 });

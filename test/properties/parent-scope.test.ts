@@ -5,6 +5,7 @@ import {
   col,
   createRegistry,
   defineEntity,
+  type EntityResult,
   type PgPool,
   performSync,
   type SyncDatabase,
@@ -376,9 +377,9 @@ function expectation(
   return { rows: sorted([...others, ...expected]), skipped, others: sorted(others) };
 }
 
-const counts = (result: SyncResult<string>) =>
+const counts = (result: SyncResult) =>
   Object.fromEntries(
-    Object.entries(result.entities).map(([name, r]) => [
+    Object.entries<EntityResult>(result.entities).map(([name, r]) => [
       name,
       [r.status, r.inserted, r.updated, r.deleted, r.skipped, r.error?.message],
     ]),

@@ -75,3 +75,99 @@ describe('meter-sync/testing', () => {
     expect((await pool.query('SELECT id FROM t WHERE id = $1', [7])).rows).toEqual([{ id: 7 }]);
   });
 });
+
+describe('meter-sync/testing describes columns as PostgreSQL does', () => {
+  const reading = (table: string, value: z.ZodType) =>
+    defineEntity({
+      name: 'reading',
+      table,
+      columns: z.object({ id: z.number(), value }),
+      key: ['id'],
+      source: { table: 'reading' },
+    });
+  const pair = (sourceType: string, value: string, targetSql: string) =>
+    createTestDatabases({
+      seed: false,
+      sql: `CREATE TABLE reading (id int PRIMARY KEY, value ${sourceType}); INSERT INTO reading VALUES (1, ${value});`,
+      targetSql,
+    });
+
+  it('with the types the DDL declared, where pg-mem reads back integer, float and text', async () => {
+    const { target } = await createTestDatabases({
+      seed: false,
+      targetSql: `CREATE SCHEMA local_copy;
+        CREATE TABLE local_copy.reading (a bigint, b varchar(5), c numeric(10,2), d char(3), e timestamptz, f text[]);
+        ALTER TABLE local_copy.reading ADD COLUMN g smallint;`,
+    });
+    const { rows } = await target.pool.query(
+      "SELECT column_name AS name, data_type AS type FROM information_schema.columns WHERE table_schema = 'local_copy' AND table_name = 'reading'",
+    );
+    expect(rows.map((row) => [row.name, row.type, row.type_name])).toEqual([
+      ['a', 'bigint', 'int8'],
+      ['b', 'character varying(5)', 'varchar'],
+      ['c', 'numeric(10,2)', 'numeric'],
+      ['d', 'character(3)', 'bpchar'],
+      ['e', 'timestamp with time zone', 'timestamptz'],
+      ['f', 'text[]', '_text'],
+      ['g', 'smallint', 'int2'],
+    ]);
+  });
+
+  it('syncs into a schema-qualified table, and numeric(p,s) values keep their scale', async () => {
+    const { source, target } = await pair(
+      'numeric(10,2)',
+      '1.5',
+      'CREATE SCHEMA local_copy; CREATE TABLE local_copy.reading (id int PRIMARY KEY, value numeric(10,2));',
+    );
+    const result = await performSync({
+      source: source.pool,
+      target: target.pool,
+      entities: [reading('local_copy.reading', z.string().regex(/^\d+\.\d\d$/))],
+    });
+    expect(result.entities.reading.error).toBeUndefined();
+    expect(result.entities.reading.inserted).toBe(1);
+  });
+
+  it('checks a varchar limit as on PostgreSQL: the row is named, not a driver error', async () => {
+    const { source, target } = await pair(
+      'text',
+      "'seven!!'",
+      'CREATE TABLE reading (id int PRIMARY KEY, value varchar(5));',
+    );
+    const result = await performSync({
+      source: source.pool,
+      target: target.pool,
+      entities: [reading('reading', z.string())],
+    });
+    expect(result.entities.reading.error?.message).toMatch(
+      /reading: source row \(id=1\) column "value" holds 7 characters, more than the 5/,
+    );
+  });
+
+  it('refuses a bigint beyond 2^53, which pg-mem cannot hold exactly', async () => {
+    const { source, target } = await pair(
+      'bigint',
+      '9007199254740993',
+      'CREATE TABLE reading (id int PRIMARY KEY, value bigint);',
+    );
+    const result = await performSync({
+      source: source.pool,
+      target: target.pool,
+      entities: [reading('reading', z.bigint())],
+    });
+    expect(result.entities.reading.error?.message).toMatch(
+      /column "value" holds 9007199254740992, beyond 2\^53: pg-mem holds bigint values as JS numbers/,
+    );
+  });
+
+  it('refuses a numeric column without a scale, whose scale pg-mem would drop', async () => {
+    await expect(
+      createTestSyncDatabase({ sql: 'CREATE TABLE reading (id int, value numeric)' }),
+    ).rejects.toThrow(/column "value" is numeric without a scale, which pg-mem does not keep/);
+    await expect(
+      createMemoryDatabase(
+        'CREATE TABLE reading (id int); ALTER TABLE reading ADD COLUMN v decimal',
+      ),
+    ).rejects.toThrow(/column "v" is decimal without a scale/);
+  });
+});

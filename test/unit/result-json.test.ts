@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
+  builtIns,
   col,
   DatabaseError,
   DataError,
   defineEntity,
+  formatKey,
   JsonNull,
   performSync,
   resultToJSON,
@@ -104,5 +106,62 @@ describe('resultToJSON', () => {
     expect(JSON.parse(JSON.stringify(result.entities.gadget.error)).key).toEqual({
       id: '9007199254740991',
     });
+  });
+
+  it('turns the keys of change lists and warnings into JSON: bigints and dates as strings', async () => {
+    const reading = defineEntity({
+      name: 'reading',
+      table: 'reading',
+      columns: z.object({
+        register_id: col.bigint(),
+        at: z.coerce.date(),
+        code: z.string(),
+        value: z.number(),
+      }),
+      key: ['register_id', 'at', 'code'],
+      references: [{ entity: 'register', columns: { register_id: 'register_id' } }],
+    });
+    const table =
+      'CREATE TABLE reading (register_id bigint, at timestamptz, code text, value int, PRIMARY KEY (register_id, at, code));';
+    const { source, target } = await createTestDatabases({
+      tenants: [1],
+      sql: `${table} INSERT INTO reading VALUES (101, '2024-02-29T23:59:59.123Z', 'a', 1), (999, '2024-03-01T00:00:00Z', 'b', 2);`,
+      targetSql: `${table} INSERT INTO register (register_id, tenant_id, name, register, unit, field_name) VALUES (101, 1, 'r', 1, 'kWh', 'f');`,
+    });
+    const result = await performSync({
+      source: source.pool,
+      target: target.pool,
+      entities: [builtIns.register, reading],
+      only: ['reading'],
+      listChanges: true,
+    });
+    expect(result.entities.reading.changes?.inserted).toEqual([
+      { register_id: 101n, at: new Date('2024-02-29T23:59:59.123Z'), code: 'a' },
+    ]);
+    expect(result.entities.reading.warnings[0]?.sampleKeys).toEqual([
+      { register_id: 999n, at: new Date('2024-03-01T00:00:00Z'), code: 'b' },
+    ]);
+    const json = JSON.parse(JSON.stringify(result));
+    expect(json).toEqual(JSON.parse(JSON.stringify(resultToJSON(result))));
+    expect(json.entities.reading.changes).toEqual({
+      inserted: [{ register_id: '101', at: '2024-02-29T23:59:59.123Z', code: 'a' }],
+      updated: [],
+      deleted: [],
+    });
+    expect(json.entities.reading.warnings[0].sampleKeys).toEqual([
+      { register_id: '999', at: '2024-03-01T00:00:00.000Z', code: 'b' },
+    ]);
+  });
+});
+
+describe('formatKey', () => {
+  it('prints a key as the CLI and log lines do: numbers bare, text quoted, dates in ISO', () => {
+    expect(formatKey({ device_id: 1n, register_id: 203n })).toBe('(device_id=1, register_id=203)');
+    expect(formatKey({ meter_id: 1, element: 'A', amount: '1.50' })).toBe(
+      '(meter_id=1, element="A", amount=1.50)',
+    );
+    expect(formatKey({ at: new Date('2024-02-29T23:59:59.123Z'), gone: null })).toBe(
+      '(at="2024-02-29T23:59:59.123Z", gone=NULL)',
+    );
   });
 });

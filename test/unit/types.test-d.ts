@@ -1,11 +1,14 @@
 import { describe, expectTypeOf, it } from 'vitest';
 import { z } from 'zod';
 import {
+  builtInEntities,
   builtIns,
+  type ChangeKey,
   col,
   createRegistry,
   defineEntity,
   type EntityResult,
+  formatKey,
   type JsonNullValue,
   type KeyOf,
   type PgPool,
@@ -94,16 +97,66 @@ declare const pool: PgPool;
 describe('sync results are typed by the entities that ran', () => {
   it('has every entity of the run without only, and just those in only with it', async () => {
     const all = await performSync({ source: pool, target: pool, tenantId: 1 });
-    expectTypeOf(all).toEqualTypeOf<
-      SyncResult<'device' | 'meter' | 'register' | 'device_register'>
+    expectTypeOf(all).toEqualTypeOf<SyncResult<(typeof builtInEntities)[number]>>();
+    expectTypeOf<keyof typeof all.entities>().toEqualTypeOf<
+      'device' | 'meter' | 'register' | 'device_register'
     >();
     const some = await performSync({ source: pool, target: pool, tenantId: 1, only: ['register'] });
-    expectTypeOf(some.entities).toEqualTypeOf<{ readonly register: EntityResult }>();
+    expectTypeOf(some.entities).toEqualTypeOf<{
+      readonly register: EntityResult<{ readonly register_id: bigint }>;
+    }>();
     // @ts-expect-error meter did not run
     some.entities.meter;
     expectTypeOf(resultToJSON(some).entities).toHaveProperty('register');
     // @ts-expect-error not an entity of the registry
     await performSync({ source: pool, target: pool, tenantId: 1, only: ['ghost'] });
+  });
+
+  it('types the keys of change lists and warnings by the key columns of each entity', async () => {
+    const element = defineEntity({
+      name: 'element',
+      table: 'element',
+      columns: z.object({ meter_id: z.number(), meter_element_id: z.number(), name: z.string() }),
+      key: ['meter_id', 'meter_element_id'],
+    });
+    const result = await performSync({
+      source: pool,
+      target: pool,
+      tenantId: 1,
+      entities: [...builtInEntities, element],
+      listChanges: true,
+    });
+    expectTypeOf(result.entities.element.changes)
+      .exclude<undefined>()
+      .toHaveProperty('inserted')
+      .toEqualTypeOf<readonly { readonly meter_id: number; readonly meter_element_id: number }[]>();
+    expectTypeOf(result.entities.device_register.changes)
+      .exclude<undefined>()
+      .toHaveProperty('deleted')
+      .toEqualTypeOf<readonly { readonly device_id: bigint; readonly register_id: bigint }[]>();
+    const warning = result.entities.device_register.warnings[0];
+    if (warning?.code === 'orphaned-rows') {
+      expectTypeOf(warning.sampleKeys[0]).toEqualTypeOf<
+        { readonly device_id: bigint; readonly register_id: bigint } | undefined
+      >();
+    }
+    if (warning?.code === 'invalid-rows') {
+      // An invalid row's key holds the source's text where the schema refuses it.
+      expectTypeOf(warning.sampleKeys[0]).toEqualTypeOf<
+        { readonly device_id: unknown; readonly register_id: unknown } | undefined
+      >();
+    }
+    // @ts-expect-error name is not a key column
+    result.entities.element.changes?.updated[0]?.name;
+    expectTypeOf(resultToJSON(result).entities.device_register.changes)
+      .exclude<undefined>()
+      .toHaveProperty('inserted')
+      .toEqualTypeOf<readonly { readonly device_id: string; readonly register_id: string }[]>();
+    expectTypeOf(resultToJSON(result).entities.element.changes)
+      .exclude<undefined>()
+      .toHaveProperty('inserted')
+      .toEqualTypeOf<readonly { readonly meter_id: number; readonly meter_element_id: number }[]>();
+    expectTypeOf(formatKey).parameter(0).toEqualTypeOf<ChangeKey>();
   });
 
   it('narrows custom registries too', async () => {

@@ -33,10 +33,28 @@ export function emulatedText(value: unknown, info: ColumnInfo | undefined): Text
   }
   if (typeof value === 'boolean') return value ? 't' : 'f';
   if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'bigint') return String(value);
+  if (typeof value === 'number')
+    return numberText(value, info?.type.toLowerCase() ?? '', info?.name);
+  if (typeof value === 'bigint') return String(value);
   if (value instanceof Uint8Array) return `\\x${Buffer.from(value).toString('hex')}`;
   if (Array.isArray(value) && info?.kind === 'array') return arrayLiteral(value);
   return JSON.stringify(value);
+}
+
+/**
+ * A number as PostgreSQL prints it for its column: `numeric(p,s)` with its scale. The engine
+ * holds integers and numerics as JS numbers, so one beyond 2^53 may not be the value written:
+ * refused rather than passed on as if it were.
+ */
+function numberText(value: number, type: string, column: string | undefined): string {
+  const integral = /^(?:bigint|integer|smallint|int[248]?|numeric.*|decimal.*)$/.test(type);
+  if (integral && Number.isFinite(value) && Math.abs(value) > Number.MAX_SAFE_INTEGER) {
+    throw new Error(
+      `column "${column ?? '?'}" holds ${value}, beyond 2^53: pg-mem holds ${type} values as JS numbers, so it may not be the value written; test values beyond 2^53 on PostgreSQL`,
+    );
+  }
+  const scale = /^numeric\(\d+,(\d+)\)$/.exec(type)?.[1];
+  return scale === undefined ? String(value) : value.toFixed(Number(scale));
 }
 
 /** Rows as text in column order. */
