@@ -2,15 +2,39 @@ import { builtInEntities } from './builtins/index.js';
 import type { PgPool } from './db/pg/pool.js';
 import { createPgSource } from './db/pg/source.js';
 import { createPgSyncDatabase } from './db/pg/sync-database.js';
+import { isTransientError } from './db/pg/transient.js';
 import type { SyncDatabase, TenantId } from './db/types.js';
 import type { RunSettings } from './engine/context.js';
 import type { SyncEventListener } from './engine/events.js';
 import type { SyncResult } from './engine/result.js';
+import { DEFAULT_RETRY_POLICY, type RetryPolicy, retryPolicy } from './engine/retry.js';
 import { runSync } from './engine/run.js';
 import { createRegistry, type Registry } from './entity/registry.js';
 import type { AnyEntity } from './entity/types.js';
-import { ConfigurationError } from './errors.js';
+import { ConfigurationError, messageOf } from './errors.js';
 import { type Logger, silentLogger } from './logger.js';
+
+/**
+ * How an entity that failed for a passing reason is tried again (the `retry` option). Each
+ * field left out takes its default.
+ */
+export interface SyncRetryOptions {
+  /** Attempts per entity in all, the first included (a whole number ≥ 1). Default 3. */
+  readonly attempts?: number | undefined;
+  /**
+   * Ceiling of the delay before the first retry, in ms; it doubles with each retry. Each delay is
+   * drawn at random between 0 and its ceiling (full jitter), so agents that failed together do
+   * not retry together. Default 200.
+   */
+  readonly initialDelayMs?: number | undefined;
+  /** Ceiling of any one delay, in ms. Default 5000. */
+  readonly maxDelayMs?: number | undefined;
+  /**
+   * Time from an entity's first attempt after which no retry starts, in ms (an attempt running
+   * is not cut short). Default 60000.
+   */
+  readonly deadlineMs?: number | undefined;
+}
 
 /** What `performSync` takes. */
 export interface PerformSyncOptions<E extends AnyEntity = AnyEntity> {
@@ -41,8 +65,18 @@ export interface PerformSyncOptions<E extends AnyEntity = AnyEntity> {
   readonly statementTimeoutMs?: number | undefined;
   /** `lock_timeout` for every target statement: how long to wait for a lock, in ms (PostgreSQL). */
   readonly lockTimeoutMs?: number | undefined;
-  /** Receives progress events: run start, entity start / progress / end, run end. */
+  /** Receives progress events: run start, entity start / progress / retry / end, run end. */
   readonly onEvent?: SyncEventListener | undefined;
+  /**
+   * Retries of an entity whose attempt failed for a passing reason: a lost or refused
+   * connection, a server shutting down or starting up, a serialization failure or deadlock, a
+   * recovery conflict on a hot standby, PgBouncer's pool timeouts. The attempt's transaction is
+   * rolled back first, and a new source snapshot is read when the failure came from the old one.
+   * Anything else (syntax, privileges, a missing table, bad data, a statement or lock timeout)
+   * fails the entity at once. `false`: one attempt. Default: 3 attempts, delays up to 200 ms,
+   * 400 ms, … (capped at 5 s), none starting 60 s after the first attempt.
+   */
+  readonly retry?: SyncRetryOptions | false | undefined;
 }
 
 /**
@@ -83,12 +117,13 @@ export async function performSync<
     statementTimeoutMs: options.statementTimeoutMs,
     lockTimeoutMs: options.lockTimeoutMs,
     onEvent: options.onEvent,
+    retry: retryPolicyOf(options),
   };
   const target = isSyncDatabase(options.target)
     ? options.target
     : createPgSyncDatabase(options.target);
   return runSync({
-    source: createPgSource(options.source),
+    source: { ...createPgSource(options.source), isTransient: isTransientError },
     target,
     settings,
     selected,
@@ -120,6 +155,7 @@ export function resolveEntities<E extends AnyEntity>(
   if (tenantId !== undefined && !['string', 'number', 'bigint'].includes(typeof tenantId)) {
     fail(`${caller}: tenantId must be a string, number or bigint, got ${typeof tenantId}`);
   }
+  retryPolicyOf(options, caller);
   const given = options.entities ?? (builtInEntities as unknown as readonly E[]);
   const registry = isRegistry(given) ? given : createRegistry(given);
   const selected = options.only === undefined ? registry.entities : registry.select(options.only);
@@ -132,6 +168,29 @@ export function resolveEntities<E extends AnyEntity>(
     );
   }
   return { registry, selected };
+}
+
+/** The retry policy the options ask for; `ConfigurationError` when a number is out of range. */
+function retryPolicyOf(
+  options: PerformSyncOptions<AnyEntity>,
+  caller = 'performSync',
+): RetryPolicy {
+  const { retry } = options;
+  if (retry === false) return retryPolicy({ attempts: 1 });
+  if (retry === undefined) return DEFAULT_RETRY_POLICY;
+  if (typeof retry !== 'object' || retry === null) {
+    throw new ConfigurationError(`${caller}: retry must be an object or false`);
+  }
+  const given: Partial<RetryPolicy> = Object.fromEntries(
+    (['attempts', 'initialDelayMs', 'maxDelayMs', 'deadlineMs'] as const)
+      .filter((name) => retry[name] !== undefined)
+      .map((name) => [name, retry[name]]),
+  );
+  try {
+    return retryPolicy(given);
+  } catch (error) {
+    throw new ConfigurationError(`${caller}: ${messageOf(error)}`, { cause: error });
+  }
 }
 
 function isRegistry<E extends AnyEntity>(value: Registry<E> | readonly E[]): value is Registry<E> {

@@ -1,10 +1,12 @@
+import { syncLockTableSql } from '../db/pg/sync-lock.js';
+
 /**
  * The sync database's tables for the built-in entities, as idempotent statements. Run it once
  * when setting up a sync database (`meter-sync init` does).
  *
  * Foreign keys mirror the source's; the engine orders writes so they always hold. Columns of
  * these tables that no definition lists (such as `device_register_id`) belong to the sync
- * database and are never written by a sync.
+ * database and are never written by a sync. `meter_sync_lock` holds the sync lock's row.
  */
 export const syncSchemaSql = `
 CREATE TABLE IF NOT EXISTS "device" (
@@ -48,4 +50,6 @@ CREATE TABLE IF NOT EXISTS "device_register" (
   UNIQUE ("device_id", "register_id")
 );
 CREATE INDEX IF NOT EXISTS "device_register_register_id_idx" ON "device_register" ("register_id");
+
+${syncLockTableSql}
 `.trim();

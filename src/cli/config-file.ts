@@ -100,6 +100,17 @@ const configSchema = z.strictObject({
   statementTimeoutMs: z.number().int().nonnegative().optional(),
   lockTimeoutMs: z.number().int().nonnegative().optional(),
   waitForLock: z.boolean().optional(),
+  retry: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        attempts: z.number().int().min(1).optional(),
+        initialDelayMs: z.number().nonnegative().optional(),
+        maxDelayMs: z.number().nonnegative().optional(),
+        deadlineMs: z.number().nonnegative().optional(),
+      }),
+    ])
+    .optional(),
   logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).optional(),
 });
 

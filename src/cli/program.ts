@@ -111,6 +111,10 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
       .option('--wait', 'wait for another sync into the target to finish instead of exiting with 3')
       .option('--statement-timeout <ms>', 'statement_timeout for every statement of the run')
       .option('--lock-timeout <ms>', 'lock_timeout for every target statement of the run')
+      .option(
+        '--retries <n>',
+        'tries of an entity again after a transient failure (default 2; 0 for none)',
+      )
       .option('--verbose', 'with a dry run, list the key of every row that would change');
 
   syncOptions(
@@ -163,7 +167,11 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
     )
     .option('--wait', 'wait for another sync holding the lock instead of skipping the run')
     .option('--statement-timeout <ms>', 'statement_timeout for every statement of a run')
-    .option('--lock-timeout <ms>', 'lock_timeout for every target statement of a run');
+    .option('--lock-timeout <ms>', 'lock_timeout for every target statement of a run')
+    .option(
+      '--retries <n>',
+      'tries of an entity again after a transient failure (default 2; 0 for none)',
+    );
 
   program
     .command('demo')

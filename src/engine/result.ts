@@ -24,6 +24,18 @@ export interface EntityChanges {
   readonly deleted: readonly string[];
 }
 
+/** An attempt at an entity that failed: retried when `transient`, else the entity's last. */
+export interface FailedAttempt {
+  /** Counted from 1. */
+  readonly attempt: number;
+  /** The error's message, naming the entity and what was being done. */
+  readonly message: string;
+  /** The SQLSTATE, or the network's error code (`ECONNRESET`…), when there is one. */
+  readonly code?: string;
+  /** Whether the error was judged to pass by itself, so that trying again could succeed. */
+  readonly transient: boolean;
+}
+
 /** What one entity's sync did. */
 export interface EntityResult {
   readonly status: 'ok' | 'failed';
@@ -42,8 +54,15 @@ export interface EntityResult {
   readonly error?: MeterSyncError;
   /** The keys of the changes, as `(column=value, …)`, when the run was asked to list them. */
   readonly changes?: EntityChanges;
-  /** Wall time spent on this entity. */
+  /** Wall time spent on this entity, every attempt and the delays between them included. */
   readonly durationMs: number;
+  /**
+   * Attempts made, the last included: 1, unless a transient failure (a lost connection, a
+   * recovery conflict, a serialization failure) was tried again. See `retry` of `performSync`.
+   */
+  readonly attempts: number;
+  /** The attempts that failed, in order: empty when the first attempt succeeded. */
+  readonly failedAttempts: readonly FailedAttempt[];
 }
 
 /**
@@ -130,11 +149,13 @@ export class EntityTally {
   readonly warnings: SyncWarning[] = [];
   error: MeterSyncError | undefined;
   durationMs = 0;
+  attempts = 1;
+  readonly failedAttempts: FailedAttempt[] = [];
   /** Filled only when the run lists changes. */
   changes: { inserted: string[]; updated: string[]; deleted: string[] } | undefined;
 
   toResult(): EntityResult {
-    const { inserted, updated, deleted, skipped, unchanged, durationMs } = this;
+    const { inserted, updated, deleted, skipped, unchanged, durationMs, attempts } = this;
     const base = {
       inserted,
       updated,
@@ -143,6 +164,8 @@ export class EntityTally {
       unchanged,
       warnings: [...this.warnings],
       durationMs,
+      attempts,
+      failedAttempts: [...this.failedAttempts],
       ...(this.changes ? { changes: this.changes } : {}),
     };
     return this.error

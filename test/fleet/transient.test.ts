@@ -154,11 +154,8 @@ const permanent: Case[] = [
     message: /read-only transaction/,
     transient: false,
   },
-];
-
-const transient: Case[] = [
   {
-    name: 'lock_timeout',
+    name: "lock_timeout (the caller's own bound on waiting)",
     provoke: async () => {
       const holder = await client();
       const waiter = await client();
@@ -173,8 +170,11 @@ const transient: Case[] = [
     },
     code: '55P03',
     message: /lock timeout/,
-    transient: true,
+    transient: false,
   },
+];
+
+const transient: Case[] = [
   {
     name: 'serialization failure (concurrent update under REPEATABLE READ)',
     provoke: async () => {
@@ -334,7 +334,7 @@ describe('isTransientError on errors captured from PostgreSQL 15 and node', () =
   });
 
   it('looks through DatabaseError and other wrappers to the driver error', async () => {
-    const serialization = await get(transient[1]?.name as string);
+    const serialization = await get(transient[0]?.name as string);
     const syntax = await get(permanent[0]?.name as string);
     const refused = await get('connection refused');
     const wrapped = databaseError(serialization, 'meter', 'reading the source');
@@ -351,7 +351,7 @@ describe('isTransientError on errors captured from PostgreSQL 15 and node', () =
   });
 
   it("never retries meter-sync's own verdicts, whatever they wrap", async () => {
-    const serialization = await get(transient[1]?.name as string);
+    const serialization = await get(transient[0]?.name as string);
     for (const Kind of [DataError, DefinitionError, ConfigurationError, SchemaError, LockedError]) {
       expect(isTransientError(new Kind('no', { cause: serialization }))).toBe(false);
     }

@@ -52,6 +52,7 @@ export async function runAgentCommand(
       lock: settings.wait ? 'wait' : true,
       statementTimeoutMs: settings.statementTimeoutMs,
       lockTimeoutMs: settings.lockTimeoutMs,
+      retry: settings.retry,
       logger,
       runOnStart: settings.runOnStart,
       ...timing,

@@ -48,6 +48,7 @@ export async function runSyncCommand(
       lock: settings.wait ? 'wait' : true,
       statementTimeoutMs: settings.statementTimeoutMs,
       lockTimeoutMs: settings.lockTimeoutMs,
+      retry: settings.retry,
       logger,
       onEvent: progress?.onEvent,
     });
