@@ -52,6 +52,7 @@ describe('meter-sync init', () => {
       'device',
       'device_register',
       'meter',
+      'meter_sync_lock',
       'register',
     ]);
     expect(await runCli(['init', '--target', target.url])).toMatchObject({ code: 0, stderr: '' });

@@ -45,6 +45,7 @@ import {
   quoteTable,
   ROLLBACK,
   RUN_LOCK,
+  RUN_LOCK_KEY,
   releaseSavepoint,
   rollbackToSavepoint,
   type Statement,
@@ -71,6 +72,7 @@ import {
   renewLock,
   SYNC_LOCK_TABLE,
   syncLockTableSql,
+  TRY_ENTITY_GUARD,
 } from './sync-lock.js';
 import { isTransientError } from './transient.js';
 /** A `SyncDatabase` on a pg-compatible pool, with what only PostgreSQL sessions can do. */
@@ -373,23 +375,43 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     });
   };
 
-  /** One attempt at the lock row; a waiter first waits for the holder's entity transaction. */
-  const takeRowLock = async (holder: string, wait: boolean): Promise<boolean> => {
-    const take = acquireLock(holder, connection.lockLeaseMs);
-    if (!wait) {
-      const { rows } = await executeAll(undefined, 'taking the sync lock', [take]);
-      return rows.length > 0;
-    }
-    const { rows } = await executeAll(undefined, 'waiting for the sync lock', [
+  /**
+   * One attempt at the lock, in one transaction: the advisory key (a waiter waits for it: the
+   * holder's entity transaction holds it), then the row. Says what stood in the way, if anything.
+   */
+  const takeRowLock = async (holder: string, wait: boolean): Promise<'taken' | 'row' | 'key'> => {
+    const statements: Statement[] = [
       { text: BEGIN, values: [] },
-      ENTITY_GUARD,
-      take,
-      { text: COMMIT, values: [] },
-    ]).catch(async (error: unknown) => {
+      wait ? ENTITY_GUARD : TRY_ENTITY_GUARD,
+      acquireLock(holder, connection.lockLeaseMs),
+    ];
+    const action = wait ? 'waiting for the sync lock' : 'taking the sync lock';
+    try {
+      return await run(async (client) => {
+        for (const [index, statement] of statements.entries()) {
+          let result: Awaited<ReturnType<PgClient['query']>>;
+          try {
+            result = await client.query(statement);
+          } catch (error) {
+            brokenBy(error);
+            throw databaseError(error, undefined, action);
+          }
+          if (index === 1 && !wait && result.rows[0]?.free !== true) {
+            await client.query({ text: ROLLBACK });
+            return 'key';
+          }
+          if (index === 2) {
+            const taken = result.rows.some((row) => row.holder === holder);
+            await client.query({ text: taken ? COMMIT : ROLLBACK });
+            return taken ? 'taken' : 'row';
+          }
+        }
+        return 'row';
+      });
+    } catch (error) {
       await run((client) => client.query({ text: ROLLBACK })).catch(() => undefined);
       throw error;
-    });
-    return rows.some((row) => row.holder === holder);
+    }
   };
 
   const createLockTable = async (logger: Logger | undefined) => {
@@ -534,7 +556,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       const holder = newHolder();
       let created = false;
       for (;;) {
-        let taken: boolean;
+        let taken: 'taken' | 'row' | 'key';
         try {
           taken = await takeRowLock(holder, wait);
         } catch (error) {
@@ -552,7 +574,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
           );
           return takeSessionLock(state, wait);
         }
-        if (taken) {
+        if (taken === 'taken') {
           const heartbeat = setInterval(
             () => void heartbeatOf(holder),
             Math.max(1, Math.floor(connection.lockLeaseMs / 4)),
@@ -563,8 +585,12 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
         }
         if (!wait) {
           const { rows } = await executeAll(undefined, 'reading the sync lock', [lockHolder()]);
+          const by =
+            taken === 'key' && rows.length === 0
+              ? `a session holds the advisory lock ${RUN_LOCK_KEY.join(', ')}`
+              : describeHolder(rows[0]);
           throw new LockedError(
-            `another sync holds the sync lock on the target database (${describeHolder(rows[0])}); try again when it has finished`,
+            `another sync holds the sync lock on the target database (${by}); try again when it has finished`,
           );
         }
         await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));

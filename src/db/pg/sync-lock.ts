@@ -20,7 +20,8 @@
  * session lock: transaction-scoped, so it holds through a pooler, and it keeps entity
  * transactions of two runs apart even in the moment a stalled holder's lease is taken over.
  * A run that waits for the lock (`lock: 'wait'`) waits on that advisory lock, then looks at the
- * row again.
+ * row again; a run that will not wait is also refused while the key is held, so a session-level
+ * advisory lock on it (meter-sync before the lock row, or an operator) keeps runs out as it did.
  *
  * Times are the server's (`clock_timestamp()`): the hosts' clocks need not agree.
  */
@@ -108,6 +109,15 @@ export function lockHolder(): Statement {
 /** Held by each entity's transaction of a run that holds the lock row; waited on by a waiter. */
 export const ENTITY_GUARD: Statement = {
   text: 'SELECT pg_advisory_xact_lock($1, $2)',
+  values: [...RUN_LOCK_KEY],
+};
+
+/**
+ * The same key, tried: a run that will not wait is refused while anyone holds it, be it the
+ * holder's entity transaction or a session-level lock on it (meter-sync before the lock row).
+ */
+export const TRY_ENTITY_GUARD: Statement = {
+  text: 'SELECT pg_try_advisory_xact_lock($1, $2) AS "free"',
   values: [...RUN_LOCK_KEY],
 };
 
