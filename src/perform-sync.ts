@@ -55,9 +55,10 @@ export interface PerformSyncOptions<E extends AnyEntity = AnyEntity> {
   /** Put the keys of every change into the results (`changes`). Default: false. */
   readonly listChanges?: boolean | undefined;
   /**
-   * The sync lock on the target (a PostgreSQL advisory lock held for the run), so two syncs into
-   * one database never overlap: `true` (default) rejects with `LockedError` when another sync
-   * holds it, `'wait'` waits for it, `false` skips it. A dry run writes nothing and defaults to
+   * The sync lock on the target (a lease row in `meter_sync_lock` held for the run, which holds
+   * through PgBouncer in transaction pooling), so two syncs into one database never overlap:
+   * `true` (default) rejects with `LockedError` naming the holder when another sync holds it,
+   * `'wait'` waits for it, `false` skips it. A dry run writes nothing and defaults to
    * `false`. Engines without advisory locks (pg-mem) have no lock.
    */
   readonly lock?: boolean | 'wait' | undefined;
@@ -87,7 +88,10 @@ export interface PerformSyncOptions<E extends AnyEntity = AnyEntity> {
  * - Each entity's writes are one transaction on the target: it is applied whole or not at all.
  *   An entity that fails is reported (and logged) and the next one still runs.
  * - Tenant-scoped entities are read, compared and deleted only within `tenantId`.
- * - The run uses one connection on each side, and holds the sync lock on the target.
+ * - The run uses one connection on each side (a new one after a connection is lost, and a
+ *   pooled one now and then to renew the sync lock), and holds the sync lock on the target.
+ * - An entity whose attempt fails for a passing reason is rolled back and tried again (`retry`),
+ *   on a new source snapshot when the source failed.
  *
  * Rejects, before any I/O, a run with invalid options (e.g. tenant-scoped entities but no
  * `tenantId`); rejects when the source or the target cannot be reached, or (`LockedError`) when
