@@ -23,7 +23,8 @@ export {
   type MeterSyncConnection,
 } from './config/define-config.js';
 export type { PgClient, PgPool, PgQueryConfig, PgQueryResult } from './db/pg/pool.js';
-export { createPgSyncDatabase } from './db/pg/sync-database.js';
+export { createPgSyncDatabase, type PgSyncDatabaseOptions } from './db/pg/sync-database.js';
+export { syncLockTableSql } from './db/pg/sync-lock.js';
 export type {
   BucketSelection,
   ColumnInfo,
@@ -50,6 +51,7 @@ export {
   type EntityChanges,
   type EntityResult,
   type EntityResultJSON,
+  type FailedAttempt,
   formatKey,
   type KeyJSON,
   type ResultKey,
@@ -90,4 +92,4 @@ export {
   SchemaError,
 } from './errors.js';
 export { type Logger, silentLogger } from './logger.js';
-export { type PerformSyncOptions, performSync } from './perform-sync.js';
+export { type PerformSyncOptions, performSync, type SyncRetryOptions } from './perform-sync.js';

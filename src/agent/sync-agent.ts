@@ -83,11 +83,15 @@ export class AgentStoppedError extends MeterSyncError {}
  * Creates a sync agent: `performSync` on a schedule, one run at a time.
  *
  * - Runs never overlap: a run that is due (or triggered) while one is in flight joins it.
- * - Across processes, agents on one sync database take turns through the sync lock, a PostgreSQL
- *   advisory lock held for the run. A scheduled run that finds the lock taken is skipped: it
+ * - Across processes, agents on one sync database take turns through the sync lock, a lease row
+ *   in `meter_sync_lock` held for the run (it holds through PgBouncer in transaction pooling).
+ *   A scheduled run that finds the lock taken is skipped: it
  *   emits `run-skipped`, logs a warning, sets `status().lastError` to the `LockedError`, and the
- *   schedule goes on. (With `lock: 'wait'` it waits for the lock instead. pg-mem has no advisory
- *   locks, so there agents in different processes are not kept apart.)
+ *   schedule goes on. (With `lock: 'wait'` it waits for the lock instead. pg-mem has no sync
+ *   lock, so there agents in different processes are not kept apart.)
+ * - An entity that fails for a passing reason (a lost connection, a recovery conflict) is tried
+ *   again within the run, as `retry` says (default 3 attempts); the run's events include
+ *   `entity-retry`.
  * - A scheduled run that fails (a database unreachable) never throws: it emits `run-failed`,
  *   logs an error, sets `status().lastError`, and the next run is tried on schedule.
  *

@@ -1,3 +1,5 @@
+import { syncLockTableSql } from '../db/pg/sync-lock.js';
+
 /**
  * The sync database's tables for the built-in entities, as idempotent statements. Run it once
  * when setting up a sync database (`meter-sync init` does).
@@ -6,6 +8,7 @@
  * these tables that no definition lists (such as `device_register_id`) belong to the sync
  * database and are never written by a sync. \`meter_sync_watermark\` keeps where each entity's last
  * sync left off, so the next one reads only what changed since.
+ * database and are never written by a sync. `meter_sync_lock` holds the sync lock's row.
  */
 import { WATERMARK_TABLE_SQL } from '../db/pg/watermarks.js';
 
@@ -53,4 +56,5 @@ CREATE TABLE IF NOT EXISTS "device_register" (
 CREATE INDEX IF NOT EXISTS "device_register_register_id_idx" ON "device_register" ("register_id");
 
 ${WATERMARK_TABLE_SQL}
+${syncLockTableSql}
 `.trim();

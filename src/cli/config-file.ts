@@ -106,6 +106,17 @@ const configSchema = z.strictObject({
       z.object({ verifyEveryMs: z.number().int().positive().optional() }).strict(),
     ])
     .optional(),
+  retry: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        attempts: z.number().int().min(1).optional(),
+        initialDelayMs: z.number().nonnegative().optional(),
+        maxDelayMs: z.number().nonnegative().optional(),
+        deadlineMs: z.number().nonnegative().optional(),
+      }),
+    ])
+    .optional(),
   logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).optional(),
 });
 

@@ -116,6 +116,10 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
         '--no-incremental',
         'compare every row, never only the rows changed since the last sync',
       )
+      .option(
+        '--retries <n>',
+        'tries of an entity again after a transient failure (default 2; 0 for none)',
+      )
       .option('--verbose', 'with a dry run, list the key of every row that would change');
 
   syncOptions(
@@ -172,6 +176,10 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
     .option(
       '--no-incremental',
       'compare every row, never only the rows changed since the last sync',
+    )
+    .option(
+      '--retries <n>',
+      'tries of an entity again after a transient failure (default 2; 0 for none)',
     );
 
   program

@@ -41,6 +41,17 @@ export function renderResult(result: SyncResult, options: RenderOptions): string
       notes.push(`warning  ${warning.message}${samples ? `: ${samples}${more ? ', …' : ''}` : ''}`);
     }
   }
+  for (const [name, entity] of entries) {
+    if (entity.attempts > 1 || (entity.error && entity.failedAttempts.length > 1)) {
+      const outcome = entity.status === 'ok' ? 'succeeded on' : 'gave up after';
+      const failures = entity.failedAttempts.map(
+        (failed) => `${failed.attempt}: ${failed.code ?? 'error'}`,
+      );
+      notes.push(
+        `retry    ${name}: ${outcome} attempt ${entity.attempts}; failed attempts ${failures.join(', ')}`,
+      );
+    }
+  }
   for (const [, entity] of entries) {
     if (entity.error) notes.push(`error    ${oneLine(entity.error.message)}`);
   }

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { builtInEntities, createRegistry, type Registry } from 'meter-sync';
 import type { TenantId } from '../db/types.js';
 import type { AnyEntity } from '../entity/types.js';
+import type { SyncRetryOptions } from '../perform-sync.js';
 import { findConfigFile, type LoadedConfig, loadConfigFile } from './config-file.js';
 import { passwordCandidates } from './connection-string.js';
 import {
@@ -28,6 +29,7 @@ export interface CommandOptions {
   readonly statementTimeout?: string | undefined;
   readonly lockTimeout?: string | undefined;
   readonly wait?: boolean | undefined;
+  readonly retries?: string | undefined;
   readonly verbose?: boolean | undefined;
   readonly dryRun?: boolean | undefined;
   readonly print?: boolean | undefined;
@@ -51,6 +53,8 @@ export interface Settings {
   readonly incremental: boolean | { readonly verifyEveryMs?: number | undefined };
   /** Compare every row this run. */
   readonly full: boolean;
+  /** Retries of entities that failed for a passing reason, as `performSync` takes them. */
+  readonly retry: SyncRetryOptions | false | undefined;
   readonly schedule: number | string | undefined;
   readonly timezone: string | undefined;
   readonly runOnStart: boolean;
@@ -146,6 +150,8 @@ export async function resolveSettings(
     wait: options.wait ?? config.waitForLock ?? false,
     incremental: options.incremental === false ? false : (config.incremental ?? true),
     full: options.full === true,
+    retry:
+      options.retries !== undefined ? parseRetries(options.retries, config.retry) : config.retry,
     schedule:
       options.schedule !== undefined
         ? /^\d+$/.test(options.schedule.trim())
@@ -196,6 +202,23 @@ function parseMilliseconds(option: string, value: string): number {
     );
   }
   return Number(text);
+}
+
+/** `--retries N`: N retries after the first attempt (0: none), over the config file's delays. */
+function parseRetries(
+  value: string,
+  fromConfig: SyncRetryOptions | false | undefined,
+): SyncRetryOptions | false {
+  const text = value.trim();
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text) + 1)) {
+    throw new CliError(
+      `--retries must be a whole number of retries after the first attempt (0 for none), got "${value}"`,
+      ExitCode.usage,
+    );
+  }
+  const retries = Number(text);
+  if (retries === 0) return false;
+  return { ...(fromConfig === false ? {} : fromConfig), attempts: retries + 1 };
 }
 
 /** A whole number as a bigint (the built-ins' tenant_id is bigint); other entities take text. */

@@ -1,6 +1,7 @@
 import type { TenantId } from '../db/types.js';
 import type { Registry } from '../entity/registry.js';
 import type { AnyEntity } from '../entity/types.js';
+import type { SyncRetryOptions } from '../perform-sync.js';
 
 /**
  * A database connection as a config file gives it: a connection string (a `postgres://` URL or
@@ -56,6 +57,12 @@ export interface MeterSyncConfig<E extends AnyEntity = AnyEntity> {
    * allows (default true), with a full comparison every `verifyEveryMs` (default a day).
    */
   readonly incremental?: boolean | { readonly verifyEveryMs?: number | undefined } | undefined;
+  /**
+   * Retries of an entity that failed for a passing reason (a lost connection, a recovery
+   * conflict on a standby…), as `performSync`'s `retry`; `false` for one attempt. Overridden by
+   * `--retries`. Default: 3 attempts.
+   */
+  readonly retry?: SyncRetryOptions | false | undefined;
   /** Wait for another sync that holds the sync lock instead of giving up. Default: false. */
   readonly waitForLock?: boolean | undefined;
   /** How much the CLI logs to stderr. Default: `silent`, or `info` for `meter-sync agent`. */

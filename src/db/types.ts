@@ -1,4 +1,5 @@
 import type { AnyEntity, RowOf, TableName } from '../entity/types.js';
+import type { Logger } from '../logger.js';
 
 /** A tenant identifier, as stored in an entity's `tenantColumn`. */
 export type TenantId = string | number | bigint;
@@ -299,12 +300,19 @@ export interface SyncDatabase {
   session<T>(work: (db: SyncDatabase) => Promise<T>): Promise<T>;
   /**
    * Inside a session: takes the sync lock, so two syncs into one database never overlap. With
-   * `wait`, blocks until it is free; otherwise resolves false when another session holds it.
-   * Stores without locks resolve true.
+   * `wait`, blocks until it is free; otherwise resolves false (or rejects with a `LockedError`
+   * that names the holder) when another sync holds it. Stores without locks resolve true.
+   * `logger` hears how the lock was taken where that is worth knowing.
    */
-  lock(wait: boolean): Promise<boolean>;
+  lock(wait: boolean, options?: { readonly logger?: Logger | undefined }): Promise<boolean>;
   /** Releases the sync lock taken by `lock`. */
   unlock(): Promise<void>;
+  /**
+   * Whether an error this database threw may pass by itself (a lost connection, a serialization
+   * failure), so that the same work, tried again in a new transaction, can succeed. The engine
+   * retries an entity only on such errors; without this method, none of this database's are.
+   */
+  isTransient?(error: unknown): boolean;
 }
 
 /** Limits for one transaction (PostgreSQL only; ignored by emulators). */
@@ -351,6 +359,7 @@ export interface SourceSnapshot {
 
 /** Opens the source side of a run. */
 export interface SourceDatabase {
+  /** A new snapshot: each call sees the source as it is then. */
   open(options: {
     readonly statementTimeoutMs?: number | undefined;
     /**
@@ -359,4 +368,6 @@ export interface SourceDatabase {
      */
     readonly tables?: readonly TableName[] | undefined;
   }): Promise<SourceSnapshot>;
+  /** As `SyncDatabase.isTransient`, for the errors of this source. */
+  isTransient?(error: unknown): boolean;
 }

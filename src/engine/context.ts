@@ -1,4 +1,4 @@
-import type { ParentReference, Scope, SourceSnapshot, SyncDatabase } from '../db/types.js';
+import type { ParentReference, Scope, SyncDatabase } from '../db/types.js';
 import type { Registry } from '../entity/registry.js';
 import type { AnyEntity } from '../entity/types.js';
 import type { Logger } from '../logger.js';
@@ -6,6 +6,8 @@ import type { DetectionSettings } from './detection.js';
 import type { SyncEvent, SyncEventListener } from './events.js';
 import { childColumns } from './references.js';
 import { EntityTally } from './result.js';
+import type { RetryPolicy } from './retry.js';
+import type { RunSource } from './snapshot.js';
 
 /** Keys an entity gains and loses in a dry run, so later entities see the projected target. */
 export interface Projection {
@@ -28,6 +30,8 @@ export interface RunSettings {
   readonly onEvent: SyncEventListener | undefined;
   /** How changed rows are found. */
   readonly detection: DetectionSettings;
+  /** How an entity that failed for a passing reason is tried again; `attempts: 1` never. */
+  readonly retry: RetryPolicy;
 }
 
 /** Everything one run shares between its entities. */
@@ -45,8 +49,11 @@ export class RunContext {
 
   constructor(
     readonly settings: RunSettings,
-    readonly source: SourceSnapshot,
+    /** The run's source snapshot; an entity's retry may replace it (see `RunSource`). */
+    readonly source: RunSource,
     readonly target: SyncDatabase,
+    /** Whether an error may pass by itself: the databases' own verdict. */
+    readonly isTransient: (error: unknown) => boolean,
   ) {
     ({ registry: this.registry, selected: this.selected, scope: this.scope } = settings);
     ({ logger: this.logger, dryRun: this.dryRun } = settings);
@@ -80,6 +87,32 @@ export class RunContext {
       this.projections.set(entity.name, projection);
     }
     return projection;
+  }
+
+  /**
+   * Where the dry-run projections stand, to put them back when an attempt fails: an attempt
+   * only adds keys, and a Set keeps insertion order, so its size marks what came before.
+   */
+  projectionMark(): ReadonlyMap<Set<string>, number> {
+    const mark = new Map<Set<string>, number>();
+    for (const { added, removed } of this.projections.values()) {
+      mark.set(added, added.size);
+      mark.set(removed, removed.size);
+    }
+    return mark;
+  }
+
+  /** Takes out the keys the projections gained since `mark`. */
+  rewindProjections(mark: ReadonlyMap<Set<string>, number>): void {
+    for (const { added, removed } of this.projections.values()) {
+      for (const keys of [added, removed]) {
+        let keep = mark.get(keys) ?? 0;
+        for (const key of keys) {
+          if (keep > 0) keep--;
+          else keys.delete(key);
+        }
+      }
+    }
   }
 
   /**

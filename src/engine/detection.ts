@@ -171,8 +171,10 @@ function sourceChange(before: string, after: string): string {
 
 /**
  * What a watermark holds for: the definition (table, columns, key, tenant, source, references,
- * schemas, including a transform's code), the target's column types, and the identities of the
- * source and target tables. Any change compares every row once.
+ * the schemas' structure), the target's column types, and the identities of the source and
+ * target tables. Any change compares every row once. A function's code (a transform, a refine)
+ * is not part of it, since two builds of one definition differ there: after changing one, run
+ * once with `full: true`, or let the periodic full comparison catch up.
  */
 export function fingerprintOf(
   entity: AnyEntity,
@@ -197,7 +199,8 @@ export function fingerprintOf(
 
 /** A schema's structure as plain data: its definition's fields, functions as their code. */
 function signature(value: unknown, seen = new WeakSet<object>(), depth = 0): unknown {
-  if (typeof value === 'function') return `fn:${value.toString()}`;
+  // A function's code differs between builds of one definition: only its place counts.
+  if (typeof value === 'function') return 'fn';
   if (typeof value === 'bigint') return `${value}n`;
   if (value === null || typeof value !== 'object') return value ?? null;
   if (seen.has(value) || depth > 24) return '…';

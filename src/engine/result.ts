@@ -50,6 +50,18 @@ export interface EntityChanges<Key extends ChangeKey = ChangeKey> {
   readonly deleted: readonly Key[];
 }
 
+/** An attempt at an entity that failed: retried when `transient`, else the entity's last. */
+export interface FailedAttempt {
+  /** Counted from 1. */
+  readonly attempt: number;
+  /** The error's message, naming the entity and what was being done. */
+  readonly message: string;
+  /** The SQLSTATE, or the network's error code (`ECONNRESET`…), when there is one. */
+  readonly code?: string;
+  /** Whether the error was judged to pass by itself, so that trying again could succeed. */
+  readonly transient: boolean;
+}
+
 /** What one entity's sync did. `Key` is the entity's key type (`KeyOf<E>`). */
 export interface EntityResult<Key extends ChangeKey = ChangeKey> {
   readonly status: 'ok' | 'failed';
@@ -68,13 +80,20 @@ export interface EntityResult<Key extends ChangeKey = ChangeKey> {
   readonly error?: MeterSyncError;
   /** The key of every change, when the run was asked to list them (`listChanges`). */
   readonly changes?: EntityChanges<Key>;
-  /** Wall time spent on this entity. */
+  /** Wall time spent on this entity, every attempt and the delays between them included. */
   readonly durationMs: number;
   /**
    * How the changed rows were found, and why: `incremental` read only the rows the source changed
    * since the last sync; `full` compared every row. Absent when the entity failed before choosing.
    */
   readonly detection?: DetectionReport;
+  /**
+   * Attempts made, the last included: 1, unless a transient failure (a lost connection, a
+   * recovery conflict, a serialization failure) was tried again. See `retry` of `performSync`.
+   */
+  readonly attempts: number;
+  /** The attempts that failed, in order: empty when the first attempt succeeded. */
+  readonly failedAttempts: readonly FailedAttempt[];
 }
 
 /**
@@ -221,11 +240,13 @@ export class EntityTally {
   error: MeterSyncError | undefined;
   durationMs = 0;
   detection: DetectionReport | undefined;
+  attempts = 1;
+  readonly failedAttempts: FailedAttempt[] = [];
   /** Filled only when the run lists changes. */
   changes: { inserted: ChangeKey[]; updated: ChangeKey[]; deleted: ChangeKey[] } | undefined;
 
   toResult(): EntityResult {
-    const { inserted, updated, deleted, skipped, unchanged, durationMs } = this;
+    const { inserted, updated, deleted, skipped, unchanged, durationMs, attempts } = this;
     const base = {
       inserted,
       updated,
@@ -235,6 +256,8 @@ export class EntityTally {
       warnings: [...this.warnings],
       durationMs,
       ...(this.detection ? { detection: this.detection } : {}),
+      attempts,
+      failedAttempts: [...this.failedAttempts],
       ...(this.changes ? { changes: this.changes } : {}),
     };
     return this.error

@@ -3,6 +3,8 @@ import type { AnyEntity } from '../entity/types.js';
 import { LockedError } from '../errors.js';
 import { RunContext, type RunSettings } from './context.js';
 import { type EntityResult, resultToJSON, type SyncResult } from './result.js';
+import { withRetries } from './retry.js';
+import { RunSource } from './snapshot.js';
 import { syncEntity } from './sync-entity.js';
 
 /** What one run needs: both sides, its settings, the entities, and how to lock. */
@@ -33,19 +35,33 @@ async function runLocked<E extends AnyEntity>(
   // A dry run writes nothing, so it need not wait for (or fail on) a running sync.
   const lock = input.lock ?? !dryRun;
   const locking = lock !== false;
-  if (locking && !(await target.lock(lock === 'wait'))) {
+  if (locking && !(await target.lock(lock === 'wait', { logger }))) {
     throw new LockedError(
       'another sync holds the sync lock on the target database; try again when it has finished',
     );
   }
   try {
     const startedAt = new Date();
-    const source = await input.source.open({
-      statementTimeoutMs: settings.statementTimeoutMs,
-      tables: selected.flatMap((entity) =>
-        entity.source.kind === 'table' ? [entity.source.table] : [],
-      ),
-    });
+    const isTransient = (error: unknown) =>
+      input.source.isTransient?.(error) === true || target.isTransient?.(error) === true;
+    const { value: source } = await withRetries(
+      settings.retry,
+      isTransient,
+      () =>
+        RunSource.open(input.source, {
+          statementTimeoutMs: settings.statementTimeoutMs,
+          tables: selected.flatMap((entity) =>
+            entity.source.kind === 'table' ? [entity.source.table] : [],
+          ),
+        }),
+      {
+        onRetry: ({ attempt, error, delayMs }) =>
+          logger.warn(
+            { attempt, attempts: settings.retry.attempts, delayMs, err: error },
+            `opening the source snapshot failed with a transient error; trying again in ${delayMs} ms`,
+          ),
+      },
+    );
     logger.debug?.(
       {
         sourceFeatures: source.features,
@@ -59,7 +75,7 @@ async function runLocked<E extends AnyEntity>(
       },
       'sync started',
     );
-    const context = new RunContext(settings, source, target);
+    const context = new RunContext(settings, source, target, isTransient);
     context.emit({
       type: 'run-start',
       entities: [...settings.selected],

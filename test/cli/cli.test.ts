@@ -52,6 +52,7 @@ describe('meter-sync init', () => {
       'device',
       'device_register',
       'meter',
+      'meter_sync_lock',
       'meter_sync_watermark',
       'register',
     ]);

@@ -11,6 +11,8 @@ const result: EntityResult = {
   unchanged: 0,
   warnings: [],
   durationMs: 1,
+  attempts: 1,
+  failedAttempts: [],
 };
 
 describe('terminal progress', () => {

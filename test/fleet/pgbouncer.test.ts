@@ -9,8 +9,10 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { findPgBouncer, type PgBouncer, startPgBouncer } from '../../scripts/pgbouncer.js';
 import { isTransientError } from '../../src/db/pg/transient.js';
+import { LockedError, performSync, type SyncResult } from '../../src/index.js';
 import { capture, closedPort } from '../support/capture.js';
-import { createDatabase } from '../support/postgres.js';
+import { recordingLogger } from '../support/pgmem.js';
+import { builtInPairOnPostgres, createDatabase, recordingPool } from '../support/postgres.js';
 
 const installed = findPgBouncer() !== undefined;
 if (!installed) {
@@ -268,5 +270,220 @@ describe.skipIf(!installed)('PgBouncer in transaction pooling', () => {
       expect(error).toMatchObject({ code: '08P01', message: 'query_wait_timeout' });
       expect(isTransientError(error)).toBe(true);
     });
+  });
+});
+
+describe.skipIf(!installed)(
+  'syncs into a sync database behind PgBouncer in transaction pooling',
+  () => {
+    let bouncer: PgBouncer;
+    let pair: Awaited<ReturnType<typeof builtInPairOnPostgres>>;
+    const pools: pg.Pool[] = [];
+    const poolThrough = (entry: string) => {
+      const pool = new pg.Pool({ connectionString: bouncer.url(entry), max: 4 });
+      pool.on('error', () => undefined);
+      pools.push(pool);
+      return pool;
+    };
+
+    beforeAll(async () => {
+      pair = await builtInPairOnPostgres([1]);
+      const first = await performSync({
+        source: pair.remote.pool,
+        target: pair.local.pool,
+        tenantId: 1,
+      });
+      expect(first.ok).toBe(true);
+      const upstream = new URL(inject('postgresUrl'));
+      bouncer = await startPgBouncer({
+        upstream: { host: upstream.hostname, port: Number(upstream.port) },
+        poolMode: 'transaction',
+        databases: [
+          { name: 'sync', dbname: new URL(pair.local.url).pathname.slice(1), poolSize: 4 },
+          { name: 'single', dbname: new URL(pair.local.url).pathname.slice(1), poolSize: 1 },
+        ],
+      });
+    });
+
+    afterAll(async () => {
+      await Promise.all(pools.map((pool) => pool.end().catch(() => undefined)));
+      await bouncer?.stop();
+    });
+
+    /** A source whose first read of `register` waits until `open()`: its run holds the lock. */
+    function heldSource() {
+      let open!: () => void;
+      const opened = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      let reached!: () => void;
+      const waiting = new Promise<void>((resolve) => {
+        reached = resolve;
+      });
+      const gated = recordingPool(pair.remote.pool, async (text) => {
+        if (!/FROM "register"/.test(text)) return;
+        reached();
+        await opened;
+      });
+      return { pool: gated.pool, open, waiting };
+    }
+
+    it.each([
+      { lock: true as const, name: 'refuses the second run, naming the holder' },
+      { lock: 'wait' as const, name: 'makes the second run wait until the first has finished' },
+    ])('$name', async ({ lock }) => {
+      const target = poolThrough('sync');
+      await pair.remote.pool.query(
+        "UPDATE register SET name = name || '+' WHERE register_id = 101",
+      );
+      const held = heldSource();
+      const first = performSync({ source: held.pool, target, tenantId: 1 });
+      await held.waiting;
+      const second = performSync({ source: pair.remote.pool, target, tenantId: 1, lock }).then(
+        (result) => result,
+        (error: unknown) => error,
+      );
+      // Long enough for the second run to go as far as it can while the first holds the lock.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      held.open();
+      const [a, b] = await Promise.all([first, second]);
+      expect(a.ok).toBe(true);
+      expect(a.entities.register, JSON.stringify(a.entities)).toMatchObject({ updated: 1 });
+      if (lock === true) {
+        expect(b).toBeInstanceOf(LockedError);
+        expect((b as Error).message).toMatch(
+          /^another sync holds the sync lock on the target database \(.* pid \d+ run [0-9a-f]+, since .*, lease until .*\)/,
+        );
+      } else {
+        const waited = b as SyncResult;
+        expect(waited.ok).toBe(true);
+        expect(waited.startedAt.getTime()).toBeGreaterThanOrEqual(a.finishedAt.getTime());
+        expect(waited.entities.register?.updated).toBe(0);
+      }
+      // Released at the end: the row is gone, nobody holds the advisory key.
+      expect(
+        (await pair.local.pool.query('SELECT count(*)::int AS n FROM meter_sync_lock')).rows,
+      ).toEqual([{ n: 0 }]);
+      expect(
+        (
+          await pair.local.pool.query(
+            "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 1836284270",
+          )
+        ).rows,
+      ).toEqual([{ n: 0 }]);
+    });
+
+    it('leaves no session setting behind for the next client of the server connection', async () => {
+      const show = async (client: pg.Client | pg.Pool) => {
+        const values: Record<string, string> = {};
+        for (const name of [
+          'DateStyle',
+          'TimeZone',
+          'statement_timeout',
+          'lock_timeout',
+          'work_mem',
+          'IntervalStyle',
+          'extra_float_digits',
+          'application_name',
+        ]) {
+          values[name] = (await client.query(`SHOW ${name}`)).rows[0][name.toLowerCase()];
+        }
+        return values;
+      };
+      const other = new pg.Client({ connectionString: bouncer.url('single') });
+      other.on('error', () => undefined);
+      await other.connect();
+      try {
+        const before = await show(other);
+        // One server connection: the sync's transactions and the other client's run on it in turn.
+        const target = poolThrough('single');
+        await pair.remote.pool.query(
+          "UPDATE register SET unit = unit || '+' WHERE register_id = 103",
+        );
+        const result = await performSync({
+          source: pair.remote.pool,
+          target,
+          tenantId: 1,
+          statementTimeoutMs: 4321,
+          lockTimeoutMs: 1234,
+        });
+        expect(result.ok).toBe(true);
+        expect(result.entities.register.updated).toBe(1);
+        const pids = new Set<number>();
+        for (let i = 0; i < 3; i++)
+          pids.add((await other.query('SELECT pg_backend_pid() AS pid')).rows[0].pid);
+        expect(pids.size).toBe(1);
+        expect(await show(other)).toEqual(before);
+      } finally {
+        await other.end();
+      }
+    });
+  },
+);
+
+describe('the sync lock row', () => {
+  it.each([
+    { expired: false, holderAlive: true, free: false },
+    { expired: true, holderAlive: true, free: true },
+    { expired: false, holderAlive: false, free: true },
+    { expired: true, holderAlive: false, free: true },
+  ])(
+    'held by a run whose lease expired: $expired, whose server session lives: $holderAlive → free: $free',
+    async ({ expired, holderAlive, free }) => {
+      const { remote, local } = await builtInPairOnPostgres([1]);
+      // A server session that stands for the holder's connection: kept open, or closed.
+      const holder = new pg.Client({ connectionString: local.url });
+      await holder.connect();
+      const { rows } = await holder.query(
+        `INSERT INTO meter_sync_lock
+          SELECT 'sync', 'elsewhere pid 1 run 0', pid, backend_start, now(), now() + $1::interval
+            FROM pg_stat_activity WHERE pid = pg_backend_pid()
+          RETURNING backend_pid AS pid`,
+        [expired ? '-1 second' : '1 minute'],
+      );
+      if (!holderAlive) {
+        await holder.end();
+        for (let i = 0; i < 100; i++) {
+          const gone = await local.pool.query(
+            'SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1',
+            [rows[0].pid],
+          );
+          if (gone.rows[0].n === 0) break;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      }
+      try {
+        const outcome = await performSync({
+          source: remote.pool,
+          target: local.pool,
+          tenantId: 1,
+        }).then(
+          (result) => result.ok,
+          (error: unknown) => error,
+        );
+        if (free) expect(outcome).toBe(true);
+        else {
+          expect(outcome).toBeInstanceOf(LockedError);
+          expect((outcome as Error).message).toContain('elsewhere pid 1 run 0');
+        }
+      } finally {
+        if (holderAlive) await holder.end();
+      }
+    },
+  );
+
+  it('is created on first use in a sync database without it, and the run goes on', async () => {
+    const { remote, local } = await builtInPairOnPostgres([1]);
+    await local.pool.query('DROP TABLE meter_sync_lock');
+    const { lines, logger } = recordingLogger();
+    expect(
+      (await performSync({ source: remote.pool, target: local.pool, tenantId: 1, logger })).ok,
+    ).toBe(true);
+    expect(lines).toContainEqual(
+      expect.objectContaining({ level: 'info', message: 'created the sync lock table' }),
+    );
+    expect(
+      (await local.pool.query("SELECT to_regclass('meter_sync_lock') IS NOT NULL AS there")).rows,
+    ).toEqual([{ there: true }]);
   });
 });

@@ -8,8 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PostgresServer } from '../../scripts/postgres.js';
 import { type StandbyServer, startPrimary, startStandby } from '../../scripts/standby.js';
 import { isTransientError } from '../../src/db/pg/transient.js';
+import type { SyncEvent } from '../../src/engine/events.js';
 import { retryAttemptsOf, retryPolicy, withRetries } from '../../src/engine/retry.js';
+import { performSync, syncSchemaSql } from '../../src/index.js';
+import { clientSystemSchemaSql, seedClientSystem } from '../../src/sample/index.js';
 import { capture } from '../support/capture.js';
+import { recordingPool } from '../support/postgres.js';
 
 const ROWS = 50_000;
 let primary: PostgresServer;
@@ -225,6 +229,51 @@ describe('settings that keep the standby read from being cancelled', () => {
     } finally {
       await pool.end().catch(() => undefined);
       await other.stop();
+    }
+  });
+});
+
+describe('performSync reading the Client System from the standby', () => {
+  it('is retried on a new snapshot when a replayed VACUUM ends its read, and converges', async () => {
+    await writer.query(clientSystemSchemaSql);
+    await seedClientSystem(writer, [1]);
+    await writer.query('CREATE DATABASE "sync_target"');
+    const target = new pg.Pool({ connectionString: primary.url('sync_target'), max: 2 });
+    try {
+      await target.query(syncSchemaSql);
+      await caughtUp();
+      // Before the run's first read of register, its snapshot already open: rows it may see are
+      // updated and vacuumed away on the primary, and replay ends the standby session.
+      let conflicts = 0;
+      const source = recordingPool(replica, async (text) => {
+        if (conflicts > 0 || !/FROM "register"/.test(text)) return;
+        conflicts++;
+        await writer.query("UPDATE register SET unit = unit || '*'");
+        await writer.query('VACUUM register');
+        await caughtUp();
+      });
+      const events: SyncEvent[] = [];
+      const result = await performSync({
+        source: source.pool,
+        target,
+        tenantId: 1,
+        onEvent: (event) => events.push(event),
+      });
+      expect(conflicts).toBe(1);
+      expect(result.ok).toBe(true);
+      expect(result.entities.register.attempts).toBe(2);
+      expect(result.entities.register.failedAttempts).toEqual([
+        expect.objectContaining({
+          attempt: 1,
+          transient: true,
+          message: expect.stringMatching(/conflict with recovery|connection|not queryable/),
+        }),
+      ]);
+      expect(events.filter((event) => event.type === 'entity-retry')).toHaveLength(1);
+      const units = 'SELECT register_id::text, unit FROM register ORDER BY 1';
+      expect((await target.query(units)).rows).toEqual((await writer.query(units)).rows);
+    } finally {
+      await target.end();
     }
   });
 });

@@ -8,6 +8,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { databaseError } from '../../src/db/pg/errors.js';
 import { isTransientError } from '../../src/db/pg/transient.js';
+import type { SyncEvent } from '../../src/engine/events.js';
 import {
   ConfigurationError,
   DatabaseError,
@@ -17,14 +18,16 @@ import {
   MeterSyncError,
   SchemaError,
 } from '../../src/errors.js';
+import { performSync } from '../../src/index.js';
 import { capture, closedPort, misbehavingServer } from '../support/capture.js';
-import { createDatabase } from '../support/postgres.js';
+import { builtInPairOnPostgres, createDatabase } from '../support/postgres.js';
 
 const suffix = randomBytes(4).toString('hex');
 const reader = `fleet_reader_${suffix}`;
 const single = `fleet_single_${suffix}`;
 let database: { name: string; url: string; pool: pg.Pool };
 const clients: pg.Client[] = [];
+const clientsToEnd: pg.Pool[] = [];
 
 function urlAs(user: string, databaseName = database.name): string {
   const url = new URL(inject('postgresUrl'));
@@ -56,6 +59,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+  await Promise.all(clientsToEnd.map((p) => p.end().catch(() => undefined)));
   await database.pool.query(`DROP OWNED BY "${reader}"`).catch(() => undefined);
   await database.pool.query(`DROP ROLE IF EXISTS "${reader}"`);
   await database.pool.query(`DROP ROLE IF EXISTS "${single}"`);
@@ -154,11 +158,8 @@ const permanent: Case[] = [
     message: /read-only transaction/,
     transient: false,
   },
-];
-
-const transient: Case[] = [
   {
-    name: 'lock_timeout',
+    name: "lock_timeout (the caller's own bound on waiting)",
     provoke: async () => {
       const holder = await client();
       const waiter = await client();
@@ -173,8 +174,11 @@ const transient: Case[] = [
     },
     code: '55P03',
     message: /lock timeout/,
-    transient: true,
+    transient: false,
   },
+];
+
+const transient: Case[] = [
   {
     name: 'serialization failure (concurrent update under REPEATABLE READ)',
     provoke: async () => {
@@ -334,7 +338,7 @@ describe('isTransientError on errors captured from PostgreSQL 15 and node', () =
   });
 
   it('looks through DatabaseError and other wrappers to the driver error', async () => {
-    const serialization = await get(transient[1]?.name as string);
+    const serialization = await get(transient[0]?.name as string);
     const syntax = await get(permanent[0]?.name as string);
     const refused = await get('connection refused');
     const wrapped = databaseError(serialization, 'meter', 'reading the source');
@@ -351,7 +355,7 @@ describe('isTransientError on errors captured from PostgreSQL 15 and node', () =
   });
 
   it("never retries meter-sync's own verdicts, whatever they wrap", async () => {
-    const serialization = await get(transient[1]?.name as string);
+    const serialization = await get(transient[0]?.name as string);
     for (const Kind of [DataError, DefinitionError, ConfigurationError, SchemaError, LockedError]) {
       expect(isTransientError(new Kind('no', { cause: serialization }))).toBe(false);
     }
@@ -410,5 +414,121 @@ describe('isTransientError on errors built with the fields node-postgres gives t
     const b = new Error('b', { cause: a });
     a.cause = b;
     expect(isTransientError(a)).toBe(false);
+  });
+});
+
+describe('performSync when a source backend is terminated in the middle of a read', () => {
+  /** A synced pair, then changes on the source: an update, and a row deleted with its link. */
+  async function changedPair(application: string) {
+    const { remote, local } = await builtInPairOnPostgres([1]);
+    const source = new pg.Pool({ connectionString: remote.url, application_name: application });
+    source.on('error', () => undefined);
+    clientsToEnd.push(source);
+    expect((await performSync({ source, target: local.pool, tenantId: 1 })).ok).toBe(true);
+    await remote.pool.query(`UPDATE register SET unit = 'MWh' WHERE register_id = 101;
+      DELETE FROM device_register WHERE register_id = 102;
+      DELETE FROM register WHERE register_id = 102`);
+    return { remote, local, source };
+  }
+
+  // As text: the source's and the target's integer types differ.
+  const registers = 'SELECT register_id::text, unit FROM register ORDER BY register_id';
+  const links = 'SELECT device_id::text, register_id::text FROM device_register ORDER BY 1, 2';
+
+  it.each([
+    { retry: undefined, name: 'the default retries' },
+    { retry: false as const, name: 'retry: false' },
+  ])(
+    'with $name: the snapshot is opened again and the run applied, or it fails with nothing deleted',
+    async ({ retry }) => {
+      const application = `fleet_terminated_${randomBytes(3).toString('hex')}`;
+      const { remote, local, source } = await changedPair(application);
+      const targetBefore = (await local.pool.query(registers)).rows;
+      // A lock on the source's register table parks the run where it locks the tables it reads,
+      // before its snapshot is taken, so the backend is terminated while a statement runs.
+      const locker = new pg.Client({ connectionString: remote.url });
+      await locker.connect();
+      await locker.query('BEGIN; LOCK TABLE register IN ACCESS EXCLUSIVE MODE');
+      const events: SyncEvent[] = [];
+      const running = performSync({
+        source,
+        target: local.pool,
+        tenantId: 1,
+        retry,
+        onEvent: (event) => events.push(event),
+      }).catch((error: unknown) => error);
+      let terminated = false;
+      try {
+        for (const deadline = Date.now() + 20_000; !terminated && Date.now() < deadline; ) {
+          const { rows } = await database.pool.query(
+            `SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity
+            WHERE application_name = $1 AND wait_event_type = 'Lock' AND query LIKE '%"register"%'`,
+            [application],
+          );
+          terminated = rows.some((row) => row.done === true);
+          if (!terminated) await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      } finally {
+        await locker.query('ROLLBACK');
+        await locker.end();
+      }
+      const result = await running;
+      expect(terminated).toBe(true);
+      if (retry === false) {
+        expect(result).toBeInstanceOf(Error);
+        expect(String((result as Error).message)).toMatch(
+          /terminating connection due to administrator command/,
+        );
+        // Nothing was read: nothing reached the target, no row was deleted.
+        expect((await local.pool.query(registers)).rows).toEqual(targetBefore);
+        expect(events.some((event) => event.type === 'entity-start')).toBe(false);
+      } else {
+        const synced = result as Awaited<ReturnType<typeof performSync>>;
+        expect(synced.ok).toBe(true);
+        expect(synced.entities.register).toMatchObject({
+          status: 'ok',
+          attempts: 1,
+          updated: 1,
+          deleted: 1,
+        });
+        expect((await local.pool.query(registers)).rows).toEqual(
+          (await remote.pool.query(`${registers.replace('ORDER', 'WHERE tenant_id = 1 ORDER')}`))
+            .rows,
+        );
+        expect((await local.pool.query(links)).rows).toEqual((await remote.pool.query(links)).rows);
+      }
+    },
+  );
+
+  it('does not retry a permanent failure: a source table the role may not read fails at once', async () => {
+    const { remote, local } = await changedPair(`fleet_denied_${suffix}`);
+    const denied = `fleet_denied_${suffix}`;
+    await remote.pool.query(`CREATE ROLE "${denied}" LOGIN;
+      GRANT SELECT ON ALL TABLES IN SCHEMA public TO "${denied}";
+      REVOKE SELECT ON "register" FROM "${denied}"`);
+    try {
+      const url = new URL(remote.url);
+      url.username = denied;
+      const source = new pg.Pool({ connectionString: url.toString() });
+      clientsToEnd.push(source);
+      const events: SyncEvent[] = [];
+      const result = await performSync({
+        source,
+        target: local.pool,
+        tenantId: 1,
+        retry: { attempts: 5, initialDelayMs: 0, maxDelayMs: 0 },
+        onEvent: (event) => events.push(event),
+      });
+      expect(result.entities.register).toMatchObject({
+        status: 'failed',
+        attempts: 1,
+        failedAttempts: [expect.objectContaining({ attempt: 1, code: '42501', transient: false })],
+      });
+      expect(result.entities.device.attempts).toBe(1);
+      expect(events.some((event) => event.type === 'entity-retry')).toBe(false);
+    } finally {
+      await remote.pool.query(`DROP OWNED BY "${denied}"`);
+      await remote.pool.query(`DROP ROLE "${denied}"`).catch(() => undefined);
+    }
   });
 });

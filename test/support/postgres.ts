@@ -88,6 +88,10 @@ export function recordingPool(pool: pg.Pool, before?: (text: string) => Promise<
             );
           },
           release: (error?: Error | boolean) => client.release(error),
+          // The library listens for a connection lost between statements.
+          on: (event: 'error', listener: (error: Error) => void) => client.on(event, listener),
+          removeListener: (event: 'error', listener: (error: Error) => void) =>
+            client.removeListener(event, listener),
           // pg-copy-streams drives the connection itself.
           connection: (client as unknown as { connection: unknown }).connection,
         };

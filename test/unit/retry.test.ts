@@ -1,5 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import type { PgClient, PgPool } from '../../src/db/pg/pool.js';
+import type { SyncEvent } from '../../src/engine/events.js';
 import {
   backoffCeiling,
   DEFAULT_RETRY_POLICY,
@@ -9,6 +12,9 @@ import {
   withRetries,
 } from '../../src/engine/retry.js';
 import { ConfigurationError } from '../../src/errors.js';
+import { defineEntity, performSync, type SyncDatabase } from '../../src/index.js';
+import { createMemorySyncDatabase } from '../support/memory-sync-database.js';
+import { memDatabase, recordingLogger } from '../support/pgmem.js';
 
 class Transient extends Error {}
 class Permanent extends Error {}
@@ -318,5 +324,193 @@ describe('retryPolicy', () => {
     { jitter: 'none' as 'full' },
   ])('refuses %o', (overrides) => {
     expect(() => retryPolicy(overrides)).toThrow(ConfigurationError);
+  });
+});
+
+describe('performSync retries an entity', () => {
+  const site = defineEntity({
+    name: 'site',
+    table: 'site',
+    columns: z.object({ id: z.number().int(), tenant_id: z.number(), label: z.string() }),
+    key: ['id'],
+    tenantColumn: 'tenant_id',
+  });
+  const zone = defineEntity({
+    name: 'zone',
+    table: 'zone',
+    columns: z.object({ id: z.number().int(), tenant_id: z.number(), site_id: z.number() }),
+    key: ['id'],
+    tenantColumn: 'tenant_id',
+    references: [{ entity: 'site', columns: { site_id: 'id' } }],
+  });
+  const column = (type: string, typeName: string) => ({ type, typeName, kind: 'scalar' as const });
+  const int = column('integer', 'int4');
+
+  /** What an attempt meets: nothing, a failure that passes, or one that does not. */
+  type Fault = 'none' | 'transient' | 'permanent';
+  const faultError = (fault: Fault, side: string) =>
+    fault === 'transient'
+      ? Object.assign(new Error(`${side}: terminating connection due to administrator command`), {
+          code: '57P01',
+        })
+      : Object.assign(new Error(`${side}: permission denied for table site`), { code: '42501' });
+
+  /**
+   * A pg-mem source whose reads of `site` in its n-th snapshot meet `faults[n]` (then succeed),
+   * or a target in memory whose n-th write of `site` does; the source snapshots are counted.
+   */
+  function faultyPair(side: 'source' | 'target', faults: readonly Fault[]) {
+    const source = memDatabase(`CREATE TABLE site (id int PRIMARY KEY, tenant_id int, label text);
+      CREATE TABLE zone (id int PRIMARY KEY, tenant_id int, site_id int);
+      INSERT INTO site VALUES (1, 1, 'North'), (2, 1, 'South'), (3, 2, 'Other');
+      INSERT INTO zone VALUES (10, 1, 1), (11, 1, 2)`);
+    const faultAt = (attempt: number) => {
+      const fault = faults[attempt] ?? 'none';
+      return fault === 'none' ? undefined : faultError(fault, side);
+    };
+    let writes = 0;
+    let snapshots = 0;
+    const pool: PgPool = {
+      async connect() {
+        const client = await source.pool.connect();
+        const faulty: PgClient = {
+          query(config) {
+            if (config.text.startsWith('BEGIN ISOLATION LEVEL REPEATABLE READ')) snapshots++;
+            // Every read of one snapshot meets the same fault: each snapshot is an attempt.
+            const error =
+              side === 'source' && /FROM "site"/.test(config.text)
+                ? faultAt(snapshots - 1)
+                : undefined;
+            return error ? Promise.reject(error) : client.query(config);
+          },
+          release: (error) => client.release(error),
+        };
+        return faulty;
+      },
+    };
+    const memory = createMemorySyncDatabase({
+      site: { id: int, tenant_id: int, label: column('text', 'text') },
+      zone: { id: int, tenant_id: int, site_id: int },
+    });
+    memory.insertRaw('site', { id: '9', tenant_id: '1', label: 'Gone' });
+    const target: SyncDatabase = {
+      ...memory,
+      session: (work) => work(target),
+      transaction: (work, options) => memory.transaction(() => work(target), options),
+      async write(entity, rows, scope, options) {
+        // Half the rows land, then the attempt fails: its transaction must undo them.
+        if (side === 'target' && entity.name === 'site') {
+          const written = await memory.write(entity, rows.slice(0, 1), scope, options);
+          const error = faultAt(writes++);
+          if (error) throw error;
+          const rest = await memory.write(entity, rows.slice(1), scope, options);
+          return {
+            inserted: [...written.inserted, ...rest.inserted],
+            updated: [...written.updated, ...rest.updated],
+          };
+        }
+        return memory.write(entity, rows, scope, options);
+      },
+      isTransient: (error) => (error as { code?: unknown }).code === '57P01',
+    };
+    return { pool, target, memory, snapshots: () => snapshots };
+  }
+
+  const faultLists = fc.array(fc.constantFrom<Fault>('none', 'transient', 'permanent'), {
+    maxLength: 5,
+  });
+
+  it('as the failures and the attempt limit say; rolled back before each retry; a new snapshot only after a source failure', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom<'source' | 'target'>('source', 'target'),
+        faultLists,
+        fc.integer({ min: 1, max: 4 }),
+        async (side, faults, attempts) => {
+          const pair = faultyPair(side, faults);
+          const { lines, logger } = recordingLogger();
+          const events: SyncEvent[] = [];
+          const result = await performSync({
+            source: pair.pool,
+            target: pair.target,
+            tenantId: 1,
+            entities: [site, zone],
+            retry: { attempts, initialDelayMs: 0, maxDelayMs: 0 },
+            logger,
+            onEvent: (event) => events.push(event),
+          });
+
+          // The attempts the faults allow: transient ones are retried within the limit.
+          const failures: Fault[] = [];
+          for (const fault of faults) {
+            if (fault === 'none' || failures.length === attempts) break;
+            failures.push(fault);
+            if (fault === 'permanent') break;
+          }
+          const gaveUp =
+            failures.at(-1) === 'permanent' ||
+            (failures.length === attempts && failures.at(-1) === 'transient');
+          const entity = result.entities.site;
+          expect(entity.attempts).toBe(gaveUp ? failures.length : failures.length + 1);
+          expect(entity.failedAttempts.map((f) => [f.attempt, f.code, f.transient])).toEqual(
+            failures.map((fault, i) => [
+              i + 1,
+              fault === 'transient' ? '57P01' : '42501',
+              fault === 'transient',
+            ]),
+          );
+          expect(entity.status).toBe(gaveUp ? 'failed' : 'ok');
+          const rows = pair.memory
+            .rows('site')
+            .map((row) => row.id)
+            .sort();
+          // Never half-applied: all of the entity or none of it.
+          expect(rows).toEqual(gaveUp ? ['9'] : ['1', '2']);
+          expect(result.entities.zone.status).toBe('ok');
+          expect(result.entities.zone.inserted).toBe(gaveUp ? 0 : 2);
+
+          const retries = gaveUp ? failures.length - 1 : failures.length;
+          const retryEvents = events.filter((event) => event.type === 'entity-retry');
+          expect(retryEvents).toHaveLength(retries);
+          expect(
+            lines.filter((line) => line.level === 'warn' && /trying again/.test(line.message)),
+          ).toHaveLength(retries);
+          // A read that failed leaves its snapshot behind for a retry, or for the next entity
+          // when this one gave up on a transient failure; a write that failed does not.
+          const givenUpTransient = gaveUp && failures.at(-1) === 'transient' && attempts > 1;
+          const replaced = side === 'source' ? retries + (givenUpTransient ? 1 : 0) : 0;
+          expect(pair.snapshots()).toBe(1 + replaced);
+          expect(retryEvents.every((event) => event.newSnapshot === (side === 'source'))).toBe(
+            true,
+          );
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('does not retry with retry: false, and takes out of the range retry options before any I/O', async () => {
+    const pair = faultyPair('source', ['transient', 'none']);
+    const result = await performSync({
+      source: pair.pool,
+      target: pair.target,
+      tenantId: 1,
+      entities: [site],
+      retry: false,
+    });
+    expect(result.entities.site).toMatchObject({ status: 'failed', attempts: 1 });
+    expect(pair.snapshots()).toBe(1);
+    for (const retry of [{ attempts: 0 }, { initialDelayMs: -1 }, { deadlineMs: Number.NaN }]) {
+      await expect(
+        performSync({
+          source: pair.pool,
+          target: pair.target,
+          tenantId: 1,
+          entities: [site],
+          retry,
+        }),
+      ).rejects.toThrow(ConfigurationError);
+    }
+    expect(pair.snapshots()).toBe(1);
   });
 });

@@ -53,6 +53,7 @@ export async function runAgentCommand(
       statementTimeoutMs: settings.statementTimeoutMs,
       lockTimeoutMs: settings.lockTimeoutMs,
       incremental: settings.incremental,
+      retry: settings.retry,
       logger,
       runOnStart: settings.runOnStart,
       ...timing,

@@ -1,7 +1,6 @@
 import type { PgClient } from '../../db/pg/pool.js';
-import { messageOf } from '../../errors.js';
 import { checkOut, openPool } from '../connections.js';
-import { CliError, ExitCode } from '../exit-codes.js';
+import { ExitCode } from '../exit-codes.js';
 import { checkEntity, type Finding } from '../inspect.js';
 import type { Outcome } from '../outcome.js';
 import type { Output } from '../output.js';

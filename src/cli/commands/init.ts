@@ -1,6 +1,7 @@
 import { builtInEntities, syncSchemaSql } from 'meter-sync';
 import { createTableSql, describeTable } from '../../db/pg/catalog.js';
 import type { PgClient } from '../../db/pg/pool.js';
+import { SYNC_LOCK_TABLE, syncLockTableSql } from '../../db/pg/sync-lock.js';
 import type { AnyEntity } from '../../entity/types.js';
 import { messageOf, sqlState } from '../../errors.js';
 import { checkOut, connectionHint, openPool } from '../connections.js';
@@ -33,7 +34,8 @@ export async function runInitCommand(
   const target = openPool(targetConnection);
   let source: ReturnType<typeof openPool> | undefined;
   const clients: PgClient[] = [];
-  const statements: string[] = withBuiltIns ? [syncSchemaSql] : [];
+  // The sync lock's table comes with the built-ins' DDL, and on its own without them.
+  const statements: string[] = [withBuiltIns ? syncSchemaSql : syncLockTableSql];
   const created: string[] = withBuiltIns
     ? builtInEntities.filter((entity) => selected.includes(entity)).map((e) => e.table.name)
     : [];
@@ -115,7 +117,7 @@ export async function runInitCommand(
       output.print(statements.length > 0 ? statements.join('\n\n') : '-- nothing to create');
     } else {
       output.print(
-        `sync database ready: ${targetConnection.display} has the tables ${[...created, ...existing].join(', ')}`,
+        `sync database ready: ${targetConnection.display} has the tables ${[...created, ...existing, SYNC_LOCK_TABLE].join(', ')}`,
       );
     }
     if (existing.length > 0 && !options.print) {

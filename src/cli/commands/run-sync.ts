@@ -50,6 +50,7 @@ export async function runSyncCommand(
       lockTimeoutMs: settings.lockTimeoutMs,
       incremental: settings.incremental,
       full: settings.full,
+      retry: settings.retry,
       logger,
       onEvent: progress?.onEvent,
     });

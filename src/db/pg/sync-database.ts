@@ -1,7 +1,16 @@
 import { keyOrders } from '../../diff/merge.js';
 import { rowParser } from '../../diff/parse-row.js';
 import type { AnyEntity, RowOf } from '../../entity/types.js';
-import { DatabaseError, DataError, MeterSyncError, SchemaError, sqlState } from '../../errors.js';
+import {
+  DatabaseError,
+  DataError,
+  LockedError,
+  MeterSyncError,
+  messageOf,
+  SchemaError,
+  sqlState,
+} from '../../errors.js';
+import type { Logger } from '../../logger.js';
 import { parentTenants, type Standing, standingOf } from '../parent-scope.js';
 import { textHash } from '../text-hash.js';
 import type {
@@ -48,6 +57,7 @@ import {
   quoteTable,
   ROLLBACK,
   RUN_LOCK,
+  RUN_LOCK_KEY,
   releaseSavepoint,
   rollbackToSavepoint,
   type Statement,
@@ -63,6 +73,20 @@ import {
   writeFromStage,
   writeTextRows,
 } from './sql.js';
+import {
+  acquireLock,
+  DEFAULT_LOCK_LEASE_MS,
+  describeHolder,
+  ENTITY_GUARD,
+  lockHolder,
+  newHolder,
+  releaseLock,
+  renewLock,
+  SYNC_LOCK_TABLE,
+  syncLockTableSql,
+  TRY_ENTITY_GUARD,
+} from './sync-lock.js';
+import { isTransientError } from './transient.js';
 import {
   readWatermarks,
   saveWatermark,
@@ -84,12 +108,16 @@ export interface PgSyncDatabase extends SyncDatabase {
    */
   session<T>(work: (db: PgSyncDatabase) => Promise<T>): Promise<T>;
   /**
-   * Inside a session: takes the sync lock, a session-level advisory lock on the target
-   * (`pg_advisory_lock(1836284270, 0)`), so two syncs into one database never overlap. With
-   * `wait`, blocks until it is free; otherwise returns false when another session holds it.
-   * Returns true without locking on engines without advisory locks (pg-mem).
+   * Inside a session: takes the sync lock, so two syncs into one database never overlap, also
+   * through PgBouncer in transaction pooling: a lease row in `meter_sync_lock` (created on first
+   * use when missing and the role may; see `src/db/pg/sync-lock.ts`), renewed while the run
+   * goes on, with each of the session's transactions holding `pg_advisory_xact_lock(1836284270,
+   * 0)`. Where the table can be neither found nor created, falls back to a session-level
+   * advisory lock on that key, and logs a warning. With `wait`, waits until the lock is free;
+   * otherwise rejects with a `LockedError` naming the holder. Returns true without locking on
+   * engines without advisory locks (pg-mem).
    */
-  lock(wait: boolean): Promise<boolean>;
+  lock(wait: boolean, options?: { readonly logger?: Logger | undefined }): Promise<boolean>;
   /** Releases the sync lock taken by `lock`. */
   unlock(): Promise<void>;
   /** The dedicated connection inside a session or transaction; `undefined` outside one. */
@@ -109,7 +137,10 @@ export interface PgSyncDatabase extends SyncDatabase {
  * const registers = await db.query(builtIns.register, { tenantId: 42n });
  * ```
  */
-export function createPgSyncDatabase(pool: PgPool): SyncDatabase {
+export function createPgSyncDatabase(
+  pool: PgPool,
+  options: PgSyncDatabaseOptions = {},
+): SyncDatabase {
   let detected: Promise<Capabilities> | undefined;
   const capabilities = () => {
     detected ??= detectCapabilities(pool).catch((error: unknown) => {
@@ -121,6 +152,7 @@ export function createPgSyncDatabase(pool: PgPool): SyncDatabase {
   return makeDatabase({
     pool,
     capabilities,
+    lockLeaseMs: options.lockLeaseMs ?? DEFAULT_LOCK_LEASE_MS,
     client: undefined,
     session: undefined,
     inTransaction: false,
@@ -129,14 +161,44 @@ export function createPgSyncDatabase(pool: PgPool): SyncDatabase {
   });
 }
 
+/** Options of {@link createPgSyncDatabase}. */
+export interface PgSyncDatabaseOptions {
+  /**
+   * How long the sync lock outlives a holder that stopped renewing it, in ms: the longest a
+   * run that died behind a transaction-pooling PgBouncer keeps others out (on a direct
+   * connection, the lock is free as soon as the server ends the dead run's session). A running
+   * sync renews it every quarter of this time and before each entity. Default 60000.
+   */
+  readonly lockLeaseMs?: number | undefined;
+}
+
+/** The sync lock a session holds. */
+type HeldLock =
+  | {
+      readonly kind: 'row';
+      readonly holder: string;
+      readonly heartbeat: ReturnType<typeof setInterval>;
+    }
+  | { readonly kind: 'session' };
+
+/** A session's connection: replaced by a new one after a connection-level failure. */
+interface SessionState {
+  client: PgClient;
+  /** A connection-level failure: the session destroys this connection instead of reusing it. */
+  broken: Error | undefined;
+  stopListening: () => void;
+  lock: HeldLock | undefined;
+}
+
 /** Where a database handle runs its statements. */
 interface Connection {
   readonly pool: PgPool;
   readonly capabilities: () => Promise<Capabilities>;
+  readonly lockLeaseMs: number;
   /** The dedicated connection of a session or transaction; none: a pooled one per operation. */
   readonly client: PgClient | undefined;
-  /** Set inside a session: records a connection-level failure so the session destroys it. */
-  readonly session: { broken: Error | undefined } | undefined;
+  /** Set inside a session: records a connection-level failure so the session replaces it. */
+  readonly session: SessionState | undefined;
   readonly inTransaction: boolean;
   /** Table descriptions, cached for the life of a transaction. */
   readonly descriptions: Map<string, Promise<TableDescription | undefined>> | undefined;
@@ -196,6 +258,8 @@ let stagesMade = 0;
 
 const BULK_SAVEPOINT = 'meter_sync_bulk';
 const WATERMARK_SAVEPOINT = 'meter_sync_watermark';
+/** How often a run waiting for the sync lock looks at the lock row between the holder's entities. */
+const WAIT_POLL_MS = 200;
 /** What a table refuses in a bulk load that the row-by-row path names: keys, NULLs, lengths, checks. */
 const BULK_REFUSALS = new Set([
   '23505',
@@ -382,6 +446,121 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     ).map((row) => keyTexts(entity, row));
   };
 
+  /**
+   * A session whose connection failed at the connection level goes on with a new one (an
+   * entity's retry needs it). A session-level advisory lock went with the old connection: then
+   * the run cannot go on.
+   */
+  const reconnectIfBroken = async () => {
+    const state = connection.session;
+    if (!state?.broken || connection.inTransaction) return;
+    if (state.lock?.kind === 'session') {
+      throw new LockedError(
+        'the sync lock, a session-level advisory lock, was lost with the connection to the sync database; the run stops here',
+      );
+    }
+    let next: PgClient;
+    try {
+      next = await pool.connect();
+    } catch (error) {
+      throw databaseError(error, undefined, 'connecting to the sync database again');
+    }
+    state.stopListening();
+    state.client.release(state.broken);
+    state.client = next;
+    state.broken = undefined;
+    state.stopListening = onConnectionLost(next, (error) => {
+      state.broken ??= error;
+    });
+  };
+
+  /**
+   * One attempt at the lock, in one transaction: the advisory key (a waiter waits for it: the
+   * holder's entity transaction holds it), then the row. Says what stood in the way, if anything.
+   */
+  const takeRowLock = async (holder: string, wait: boolean): Promise<'taken' | 'row' | 'key'> => {
+    const statements: Statement[] = [
+      { text: BEGIN, values: [] },
+      wait ? ENTITY_GUARD : TRY_ENTITY_GUARD,
+      acquireLock(holder, connection.lockLeaseMs),
+    ];
+    const action = wait ? 'waiting for the sync lock' : 'taking the sync lock';
+    try {
+      return await run(async (client) => {
+        for (const [index, statement] of statements.entries()) {
+          let result: Awaited<ReturnType<PgClient['query']>>;
+          try {
+            result = await client.query(statement);
+          } catch (error) {
+            brokenBy(error);
+            throw databaseError(error, undefined, action);
+          }
+          if (index === 1 && !wait && result.rows[0]?.free !== true) {
+            await client.query({ text: ROLLBACK });
+            return 'key';
+          }
+          if (index === 2) {
+            const taken = result.rows.some((row) => row.holder === holder);
+            await client.query({ text: taken ? COMMIT : ROLLBACK });
+            return taken ? 'taken' : 'row';
+          }
+        }
+        return 'row';
+      });
+    } catch (error) {
+      await run((client) => client.query({ text: ROLLBACK })).catch(() => undefined);
+      throw error;
+    }
+  };
+
+  const createLockTable = async (logger: Logger | undefined) => {
+    try {
+      await executeAll(undefined, 'creating the sync lock table', [
+        { text: syncLockTableSql, values: [] },
+      ]);
+      logger?.info({ table: SYNC_LOCK_TABLE }, 'created the sync lock table');
+    } catch {
+      // The next attempt at the lock says why, or finds the table another run made.
+    }
+  };
+
+  const takeSessionLock = async (state: SessionState, wait: boolean): Promise<boolean> => {
+    const { rows } = await executeAll(undefined, 'taking the sync lock', [
+      RUN_LOCK[wait ? 'wait' : 'try'],
+    ]);
+    const taken = wait || rows[0]?.locked === true;
+    if (taken) state.lock = { kind: 'session' };
+    return taken;
+  };
+
+  /** Before an entity's transaction: extends the lease, on the connection the run uses now. */
+  const renewRowLock = async (holder: string) => {
+    const { rows } = await executeAll(undefined, 'renewing the sync lock', [
+      renewLock(holder, connection.lockLeaseMs, true),
+    ]);
+    if (rows.length > 0) return;
+    const current = await executeAll(undefined, 'reading the sync lock', [lockHolder()]);
+    throw new LockedError(
+      `the sync lock on the target database was taken over by another sync (${describeHolder(current.rows[0])}) after this run left it unrenewed past its lease; the run stops here`,
+    );
+  };
+
+  /** Extends the lease on a pooled connection while a long entity runs; a failure waits for the next. */
+  let beating = false;
+  const heartbeatOf = async (holder: string) => {
+    if (beating) return;
+    beating = true;
+    try {
+      await withClient(pool, (client) =>
+        client.query(renewLock(holder, connection.lockLeaseMs, false)),
+      );
+    } catch {
+      // The renewal before the next entity's transaction reports a lock that is lost.
+    } finally {
+      beating = false;
+    }
+  };
+
   const db: PgSyncDatabase = {
     capabilities,
     connection: () => connection.client,
@@ -400,6 +579,9 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     ) {
       if (connection.inTransaction) return work(db);
       const caps = await capabilities();
+      await reconnectIfBroken();
+      const held = connection.session?.lock;
+      if (held?.kind === 'row') await renewRowLock(held.holder);
       return run(async (client) => {
         await client.query({ text: BEGIN });
         const inner = makeDatabase({
@@ -414,6 +596,9 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
           if (caps.engine === 'postgresql') {
             await client.query(PIN_TARGET);
             for (const statement of timeoutSettings(options)) await client.query(statement);
+            // Two runs' entity transactions never overlap, even while a stalled holder's lease
+            // is being taken over.
+            if (held?.kind === 'row') await client.query(ENTITY_GUARD);
           }
           result = await work(inner);
         } catch (error) {
@@ -433,36 +618,99 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     async session<T>(work: (db: PgSyncDatabase) => Promise<T>) {
       if (connection.client) return work(db);
       await capabilities();
-      const client = await pool.connect();
-      const session = { broken: undefined as Error | undefined };
-      const stopListening = onConnectionLost(client, (error) => {
-        session.broken ??= error;
+      const state: SessionState = {
+        client: await pool.connect(),
+        broken: undefined,
+        stopListening: () => undefined,
+        lock: undefined,
+      };
+      state.stopListening = onConnectionLost(state.client, (error) => {
+        state.broken ??= error;
       });
+      const sessionConnection: Connection = {
+        ...connection,
+        session: state,
+        get client() {
+          return state.client;
+        },
+      };
       try {
-        return await work(makeDatabase({ ...connection, client, session }));
+        return await work(makeDatabase(sessionConnection));
       } catch (error) {
-        session.broken ??= connectionFailure(error);
+        state.broken ??= connectionFailure(error);
         throw error;
       } finally {
-        stopListening();
-        client.release(session.broken);
+        if (state.lock?.kind === 'row') clearInterval(state.lock.heartbeat);
+        state.stopListening();
+        state.client.release(state.broken);
       }
     },
 
-    async lock(wait: boolean) {
-      if (!connection.client)
+    async lock(wait: boolean, options: { readonly logger?: Logger | undefined } = {}) {
+      const state = connection.session;
+      if (!state || connection.inTransaction)
         throw new Error('lock() needs a session: call it inside db.session()');
       if (await emulated()) return true;
-      const { rows } = await executeAll(undefined, 'taking the sync lock', [
-        RUN_LOCK[wait ? 'wait' : 'try'],
-      ]);
-      return wait || rows[0]?.locked === true;
+      await reconnectIfBroken();
+      const holder = newHolder();
+      let created = false;
+      for (;;) {
+        let taken: 'taken' | 'row' | 'key';
+        try {
+          taken = await takeRowLock(holder, wait);
+        } catch (error) {
+          const code = sqlState(error instanceof DatabaseError ? error.cause : error);
+          if (code === '42P01' && !created) {
+            // Missing: create it (a race with another run creating it is fine), then again.
+            created = true;
+            await createLockTable(options.logger);
+            continue;
+          }
+          if (code !== '42P01' && code !== '42501') throw error;
+          options.logger?.warn(
+            { table: SYNC_LOCK_TABLE, err: error },
+            `the sync lock table "${SYNC_LOCK_TABLE}" cannot be used (${messageOf(error)}); using a session-level advisory lock instead, which does not keep two syncs apart through PgBouncer in transaction pooling: create the table with meter-sync init`,
+          );
+          return takeSessionLock(state, wait);
+        }
+        if (taken === 'taken') {
+          const heartbeat = setInterval(
+            () => void heartbeatOf(holder),
+            Math.max(1, Math.floor(connection.lockLeaseMs / 4)),
+          );
+          heartbeat.unref?.();
+          state.lock = { kind: 'row', holder, heartbeat };
+          return true;
+        }
+        if (!wait) {
+          const { rows } = await executeAll(undefined, 'reading the sync lock', [lockHolder()]);
+          const by =
+            taken === 'key' && rows.length === 0
+              ? `a session holds the advisory lock ${RUN_LOCK_KEY.join(', ')}`
+              : describeHolder(rows[0]);
+          throw new LockedError(
+            `another sync holds the sync lock on the target database (${by}); try again when it has finished`,
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));
+      }
     },
 
     async unlock() {
-      if (!connection.client || (await emulated())) return;
-      await executeAll(undefined, 'releasing the sync lock', [RUN_LOCK.release]);
+      const state = connection.session;
+      const held = state?.lock;
+      if (!state || !held) return;
+      state.lock = undefined;
+      if (held.kind === 'session') {
+        await executeAll(undefined, 'releasing the sync lock', [RUN_LOCK.release]);
+        return;
+      }
+      clearInterval(held.heartbeat);
+      await reconnectIfBroken();
+      await executeAll(undefined, 'releasing the sync lock', [releaseLock(held.holder)]);
     },
+
+    isTransient: isTransientError,
 
     describe(entity) {
       const cacheKey = quoteTable(entity.table);

@@ -15,9 +15,6 @@
  *   hot standby, PostgreSQL 15 reports recovery conflicts with these two codes ("canceling
  *   statement due to conflict with recovery", "terminating connection due to conflict with
  *   recovery"; 40P01 for a buffer-pin deadlock with the startup process);
- * - 55P03 lock_not_available: lock_timeout ran out because another session held the lock
- *   *at that moment*. A sync is idempotent, so waiting and trying again is safe; the deadline of
- *   the retry policy keeps a lock held for hours from turning into endless retries;
  * - 53300 too_many_connections (server-wide or per-role limit): connections come free;
  * - 57014 query_canceled only when it names a recovery conflict; a statement_timeout would only
  *   time out again;
@@ -28,7 +25,8 @@
  *
  * Not transient: everything else — syntax (42601), privileges (42501), authentication (28P01,
  * 28000), missing objects (42P01, 42703, 3D000), data (class 22, class 23), statement_timeout
- * (57014), read-only transaction (25006), 57P04 database_dropped (on a standby, the recovery
+ * (57014) and lock_timeout (55P03: the caller's own bound on waiting, which a retry would
+ * multiply by the attempts; the next run tries again), read-only transaction (25006), 57P04 database_dropped (on a standby, the recovery
  * conflict of a `DROP DATABASE` on the primary: the database is gone, a new connection fails
  * with 3D000), 08P01 from PostgreSQL (a protocol violation: a bug, not weather) and PgBouncer's
  * configuration errors ("no such database", "no such user", authentication failures); and
@@ -65,7 +63,6 @@ const TRANSIENT_SQLSTATES = new Set([
   '57P05', // idle_session_timeout
   '40001', // serialization_failure (and recovery conflicts on a standby)
   '40P01', // deadlock_detected (and buffer-pin deadlocks with recovery)
-  '55P03', // lock_not_available
   '53300', // too_many_connections
 ]);
 
