@@ -25,6 +25,8 @@ import { report, seededRandom } from './support/figures.js';
 
 const ROWS = 100_000;
 const KILLS = 24;
+/** Kills of incremental runs, each after its own round of changes on the source. */
+const INCREMENTAL_KILLS = 8;
 
 let cluster: Cluster;
 let sourceUrl: string;
@@ -47,10 +49,10 @@ afterAll(async () => {
 });
 
 /** A sync process, loaded and connected, waiting for `go`; its sessions carry `name`. */
-function syncProcess(name: string): Child {
+function syncProcess(name: string, urls = { source: sourceUrl, target: targetUrl }): Child {
   return startChild(supportScript('sync-once.ts'), {
-    SOURCE_URL: withApplicationName(sourceUrl, name),
-    TARGET_URL: withApplicationName(targetUrl, name),
+    SOURCE_URL: withApplicationName(urls.source, name),
+    TARGET_URL: withApplicationName(urls.target, name),
   });
 }
 
@@ -80,6 +82,15 @@ function stepAtKill(sessions: readonly Session[]): string {
  */
 const caughtMidApply = (sessions: readonly Session[]) =>
   sessions[0] !== undefined && sessions[0].state !== 'idle' && sessions[0].wrote;
+
+/** The entity's stored watermark, every column, as text; undefined when there is none. */
+async function storedWatermark(pool: pg.Pool): Promise<string | undefined> {
+  const { rows } = await pool.query(
+    "SELECT row_to_json(w)::text AS w FROM meter_sync_watermark AS w WHERE entity = 'bulk_reading'",
+  );
+  expect(rows.length).toBeLessThanOrEqual(1);
+  return rows[0]?.w;
+}
 
 describe('a sync process killed with SIGKILL while it writes a large entity', () => {
   it('leaves the entity exactly as before the run or fully applied, never in between, and the next run converges', async () => {
@@ -116,6 +127,7 @@ describe('a sync process killed with SIGKILL while it writes a large entity', ()
     for (let attempt = 0; kills < KILLS; attempt++) {
       expect(attempt, 'too many runs ended before their kill').toBeLessThan(KILLS * 2);
       await target.query(RESET_TARGET);
+      const watermarkBefore = await storedWatermark(target);
       const name = `crash-${attempt}`;
       const child = next;
       await child.waitForLine(isLine('ready'));
@@ -160,6 +172,9 @@ describe('a sync process killed with SIGKILL while it writes a large entity', ()
         );
       }
       if (endedBeforeKill) expect(state).toBe('applied');
+      // Written in the entity's transaction, the watermark moved with the rows or not at all.
+      if (state === 'before') expect(await storedWatermark(target)).toBe(watermarkBefore);
+      else expect(await storedWatermark(target)).not.toBe(watermarkBefore);
       if (state === 'before') landedBeforeCommit++;
       else landedAfterCommit++;
       expect(await idleInTransaction(cluster.admin, 'source')).toBe(0);
@@ -199,5 +214,140 @@ describe('a sync process killed with SIGKILL while it writes a large entity', ()
     expect(kills).toBe(KILLS);
     // The kills are aimed at the write; most must have caught rows written and not committed.
     expect(duringWrite).toBeGreaterThanOrEqual(KILLS / 2);
+  });
+});
+
+/**
+ * A round of changes on the source for an incremental run to read: a quarter of the values
+ * changed (a different quarter each round), some rows deleted, new ones inserted.
+ */
+const sourceChanges = (round: number) => `
+UPDATE bulk_reading SET value = value + 1 WHERE reading_id % 4 = ${round % 4};
+DELETE FROM bulk_reading WHERE reading_id % 101 = ${round % 101};
+INSERT INTO bulk_reading
+  SELECT g, ${TENANT}, g % 5000, g / 100.0, 'inserted', timestamptz '2024-06-01 00:00:00+00'
+  FROM generate_series(${2 * ROWS + round * 1000 + 1}, ${2 * ROWS + round * 1000 + 500}) AS g;`;
+
+describe('a sync process killed with SIGKILL while it writes the changes an incremental run read', () => {
+  it('leaves data and watermark both as before the run or both applied, and the next incremental run converges', async () => {
+    const random = seededRandom('crash-mid-apply-incremental');
+    const urls = {
+      source: await cluster.createDatabase('incremental_source'),
+      target: await cluster.createDatabase('incremental_target'),
+    };
+    const incSource = cluster.pool(urls.source);
+    const incTarget = cluster.pool(urls.target);
+    await Promise.all([incSource.query(sourceSql(ROWS)), incTarget.query(targetSql(ROWS))]);
+    const digest = async (pool: pg.Pool) =>
+      (await pool.query(digestOf('bulk_reading'))).rows[0] as { rows: number; digest: string };
+    // Every run in a process like the killed ones: the watermark's fingerprint covers the code
+    // of the definition's schemas, which this process compiles otherwise.
+    const syncToEnd = async (name: string) => {
+      const child = syncProcess(name, urls);
+      await child.waitForLine(isLine('ready'));
+      child.send('go');
+      const result = await child.waitForLine(isLine('result'));
+      expect(await child.exited).toEqual({ code: 0, signal: null });
+      expect(result.ok).toBe(true);
+      return result as unknown as {
+        inserted: number;
+        updated: number;
+        deleted: number;
+        detection: { mode: string; reason: string };
+      };
+    };
+    // A first run compares in full and stores the watermark the killed runs start from.
+    expect((await syncToEnd('incremental-first')).detection.mode).toBe('full');
+    expect(await storedWatermark(incTarget)).toBeDefined();
+
+    // One uninterrupted incremental run measures the window from the first rows read to the end.
+    await incSource.query(sourceChanges(0));
+    const calibration = syncProcess('incremental-calibration', urls);
+    await calibration.waitForLine(isLine('ready'));
+    calibration.send('go');
+    const compared = await calibration.waitForLine(isLine('compared'));
+    expect(compared.since).not.toBeNull();
+    const read = await calibration.waitForLine(isLine('entity-progress', 'reading'));
+    const ended = await calibration.waitForLine(isLine('entity-end'));
+    expect(ended.status).toBe('ok');
+    expect(await calibration.exited).toEqual({ code: 0, signal: null });
+    expect(await digest(incTarget)).toEqual(await digest(incSource));
+    const windowMs = ended.at - read.at;
+
+    let kills = 0;
+    let aimedAtWrite = 0;
+    let duringWrite = 0;
+    let landedBeforeCommit = 0;
+    let landedAfterCommit = 0;
+    for (let round = 1; kills < INCREMENTAL_KILLS; round++) {
+      expect(round, 'too many runs ended before their kill').toBeLessThan(INCREMENTAL_KILLS * 2);
+      await incSource.query(sourceChanges(round));
+      const before = { data: await digest(incTarget), watermark: await storedWatermark(incTarget) };
+      const expected = await digest(incSource);
+      expect(before.data).not.toEqual(expected);
+
+      const name = `incremental-crash-${round}`;
+      const child = syncProcess(name, urls);
+      await child.waitForLine(isLine('ready'));
+      child.send('go');
+      // The run reads only what changed: it must say so before it writes anything.
+      expect((await child.waitForLine(isLine('compared'))).since).not.toBeNull();
+      await child.waitForLine(isLine('entity-progress', 'reading'));
+      // Every fourth kill lands just after the commit, the others anywhere in the write.
+      const afterCommit = kills % 4 === 3;
+      if (afterCommit) await child.waitForLine(isLine('entity-end'));
+      else await sleep(random.next() * windowMs * 1.1);
+      const atKill = await sessionsOf(cluster.admin, name, 'incremental_target');
+      const alive = child.process.exitCode === null && child.process.signalCode === null;
+      child.process.kill('SIGKILL');
+      const exit = await child.exited;
+      if (!alive || exit.signal !== 'SIGKILL') continue;
+      kills++;
+      if (!afterCommit) aimedAtWrite++;
+      if (caughtMidApply(atKill)) duringWrite++;
+      await waitFor(
+        `the sessions of ${name} to end`,
+        () => sessionsOf(cluster.admin, name),
+        (sessions) => sessions.length === 0,
+      );
+
+      // The watermark is written in the entity's transaction: it moved if and only if the
+      // changes landed.
+      const after = { data: await digest(incTarget), watermark: await storedWatermark(incTarget) };
+      if (afterCommit) expect(after.data, `kill ${kills}: after the commit`).toEqual(expected);
+      if (after.data.digest === before.data.digest) {
+        expect(after.watermark, `kill ${kills}: data as before, watermark moved`).toBe(
+          before.watermark,
+        );
+        landedBeforeCommit++;
+      } else {
+        expect(after.data, `kill ${kills}: data neither as before nor applied`).toEqual(expected);
+        expect(after.watermark, `kill ${kills}: data applied, watermark as before`).not.toBe(
+          before.watermark,
+        );
+        landedAfterCommit++;
+      }
+      expect(await idleInTransaction(cluster.admin, 'incremental_source')).toBe(0);
+
+      // The watermark still holds: the next run reads incrementally and converges.
+      const converged = await syncToEnd(`${name}-again`);
+      expect(converged.detection.mode).toBe('incremental');
+      expect(await digest(incTarget)).toEqual(expected);
+      if (after.data.digest === expected.digest)
+        expect(converged).toMatchObject({ inserted: 0, updated: 0, deleted: 0 });
+    }
+
+    report('crash-mid-apply-incremental', {
+      rows: ROWS,
+      windowMs,
+      kills,
+      landedBeforeCommit,
+      landedAfterCommit,
+      aimedAtWrite,
+      duringWrite,
+    });
+    // Most kills aimed at the write must catch changes written and not committed.
+    expect(duringWrite).toBeGreaterThanOrEqual(aimedAtWrite / 2);
+    expect(landedAfterCommit).toBeGreaterThanOrEqual(1);
   });
 });

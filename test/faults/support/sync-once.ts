@@ -2,7 +2,9 @@
  * One `performSync` of the bulk_reading entity in a process of its own, for the crash tests.
  * Loads and connects, prints `ready`, waits for a line on stdin (so the test can start it ahead
  * and time the run, not the start-up), then prints every sync event as a JSON line with the time
- * it happened, then the result, and exits.
+ * it happened, then the result, and exits. How the entity's rows were compared is printed as a
+ * `compared` line as soon as it is known: `since` is the watermark of an incremental read, null
+ * for a full comparison.
  *
  *   SOURCE_URL=… TARGET_URL=… tsx test/faults/support/sync-once.ts
  */
@@ -28,6 +30,15 @@ try {
     target,
     tenantId: TENANT,
     entities: [bulkReading],
+    logger: {
+      info() {},
+      warn() {},
+      error() {},
+      debug(data, message) {
+        if (message === 'entity compared')
+          print({ event: 'compared', since: data.since ?? null, changed: data.changed ?? null });
+      },
+    },
     onEvent: (event) => {
       if (event.type === 'entity-progress')
         print({ event: event.type, phase: event.phase, rows: event.rows });
@@ -47,6 +58,7 @@ try {
     inserted: entity.inserted,
     updated: entity.updated,
     deleted: entity.deleted,
+    detection: entity.detection,
   });
 } finally {
   await Promise.all([source.end(), target.end()]);
