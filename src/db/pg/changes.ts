@@ -15,6 +15,7 @@
  */
 import type { AnyEntity, TableName } from '../../entity/types.js';
 import type { Census, ChangeTracking, ReadRequest } from '../types.js';
+import { rowValues } from './pool.js';
 import { censusStatement, type ReadShape } from './reads.js';
 import { quoteTable, type Statement } from './sql.js';
 
@@ -81,12 +82,8 @@ export interface Clock {
   readonly database: string;
 }
 
-/** The first row of a result, as an array of values (rows come as arrays or as objects). */
-const firstRow = (rows: readonly unknown[]): unknown[] => {
-  const row = rows[0];
-  if (Array.isArray(row)) return row;
-  return row && typeof row === 'object' ? Object.values(row) : [];
-};
+/** The first row of a result, as its values. */
+const firstRow = (rows: readonly unknown[]): unknown[] => rowValues(rows[0]);
 
 /** Change tracking for one snapshot, and the distance `age(xmin)` is compared with. */
 export interface PgChangeTracking extends ChangeTracking {

@@ -1,4 +1,4 @@
-import type { PgClient } from './pool.js';
+import { type PgClient, rowValues } from './pool.js';
 import { quoteIdent, type Statement } from './sql.js';
 
 /** Rows a FETCH brings: enough to keep round trips few, few enough to bound memory. */
@@ -29,9 +29,7 @@ export async function* cursorRows(
         text: `FETCH FORWARD ${FETCH_ROWS} FROM ${name}`,
         rowMode: 'array',
       });
-      const rows = result.rows.map((row: unknown) =>
-        Array.isArray(row) ? row : Object.values(row as Record<string, unknown>),
-      );
+      const rows = result.rows.map(rowValues);
       if (rows.length > 0) yield rows;
       if (rows.length < FETCH_ROWS) break;
     }

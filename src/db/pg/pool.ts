@@ -36,6 +36,12 @@ export interface PgPool {
   connect(): Promise<PgClient>;
 }
 
+/** A result row as its values in column order: drivers return arrays (`rowMode: 'array'`) or objects. */
+export function rowValues(row: unknown): unknown[] {
+  if (Array.isArray(row)) return row;
+  return row !== null && typeof row === 'object' ? Object.values(row) : [];
+}
+
 /**
  * Listens for the loss of a checked-out connection until the returned function is called (call
  * it before release). A pool listens to its idle connections only: an 'error' event of a

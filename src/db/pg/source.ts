@@ -20,7 +20,7 @@ import { cursorRows, FETCH_ROWS } from './cursor.js';
 import { emulatedRows, emulatedText, orderedKeyHashes } from './emulated.js';
 import { databaseError, sourceError } from './errors.js';
 import { tenantParameter } from './params.js';
-import { onConnectionLost, type PgClient, type PgPool } from './pool.js';
+import { onConnectionLost, type PgClient, type PgPool, rowValues } from './pool.js';
 import {
   danglingRowsStatement,
   fingerprintsStatement,
@@ -425,9 +425,7 @@ async function openSourceSnapshot(
       try {
         const result = await select(rowsByKeyStatement(shape, keys));
         return result.rows.map((raw: unknown) => {
-          const row = (
-            Array.isArray(raw) ? raw : Object.values(raw as Record<string, unknown>)
-          ) as string[];
+          const row = rowValues(raw) as string[];
           return {
             key: row.slice(0, width),
             hash: String(row[width]),
@@ -451,9 +449,7 @@ async function openSourceSnapshot(
             .slice(0, limit);
         }
         const result = await select(nullKeyRowsStatement(await shapeOf(entity, request), limit));
-        return result.rows.map((row: unknown) =>
-          Array.isArray(row) ? row : Object.values(row as Record<string, unknown>),
-        ) as TextRow[];
+        return result.rows.map(rowValues) as TextRow[];
       });
     },
 
@@ -483,9 +479,7 @@ async function openSourceSnapshot(
         }
         const statement = danglingRowsStatement(await shapeOf(entity, request), parents, limit);
         const result = await select(statement);
-        const rows = (result.rows as unknown[]).map((row) =>
-          Array.isArray(row) ? row : Object.values(row as Record<string, unknown>),
-        );
+        const rows = (result.rows as unknown[]).map(rowValues);
         const first = rows[0];
         return {
           count: first === undefined ? 0 : Number(first[0]),
