@@ -27,6 +27,11 @@ const ROWS = 100_000;
 const KILLS = 24;
 /** Kills of incremental runs, each after its own round of changes on the source. */
 const INCREMENTAL_KILLS = 8;
+/**
+ * Rows of the incremental runs' table: enough that a round's changes take a while to write and
+ * stay under the share of changed rows above which a run compares in full instead (5%).
+ */
+const INCREMENTAL_ROWS = 300_000;
 
 let cluster: Cluster;
 let sourceUrl: string;
@@ -218,15 +223,15 @@ describe('a sync process killed with SIGKILL while it writes a large entity', ()
 });
 
 /**
- * A round of changes on the source for an incremental run to read: a quarter of the values
- * changed (a different quarter each round), some rows deleted, new ones inserted.
+ * A round of changes on the source for an incremental run to read, about 4% of the rows: a
+ * 25th of the values changed (a different one each round), some rows deleted, new ones inserted.
  */
 const sourceChanges = (round: number) => `
-UPDATE bulk_reading SET value = value + 1 WHERE reading_id % 4 = ${round % 4};
-DELETE FROM bulk_reading WHERE reading_id % 101 = ${round % 101};
+UPDATE bulk_reading SET value = value + 1 WHERE reading_id % 25 = ${round % 25};
+DELETE FROM bulk_reading WHERE reading_id % 1009 = ${round % 1009};
 INSERT INTO bulk_reading
   SELECT g, ${TENANT}, g % 5000, g / 100.0, 'inserted', timestamptz '2024-06-01 00:00:00+00'
-  FROM generate_series(${2 * ROWS + round * 1000 + 1}, ${2 * ROWS + round * 1000 + 500}) AS g;`;
+  FROM generate_series(${2 * INCREMENTAL_ROWS + round * 1000 + 1}, ${2 * INCREMENTAL_ROWS + round * 1000 + 500}) AS g;`;
 
 describe('a sync process killed with SIGKILL while it writes the changes an incremental run read', () => {
   it('leaves data and watermark both as before the run or both applied, and the next incremental run converges', async () => {
@@ -237,7 +242,10 @@ describe('a sync process killed with SIGKILL while it writes the changes an incr
     };
     const incSource = cluster.pool(urls.source);
     const incTarget = cluster.pool(urls.target);
-    await Promise.all([incSource.query(sourceSql(ROWS)), incTarget.query(targetSql(ROWS))]);
+    await Promise.all([
+      incSource.query(sourceSql(INCREMENTAL_ROWS)),
+      incTarget.query(targetSql(INCREMENTAL_ROWS)),
+    ]);
     const digest = async (pool: pg.Pool) =>
       (await pool.query(digestOf('bulk_reading'))).rows[0] as { rows: number; digest: string };
     // Every run in a process like the killed ones: the watermark's fingerprint covers the code
@@ -338,7 +346,7 @@ describe('a sync process killed with SIGKILL while it writes the changes an incr
     }
 
     report('crash-mid-apply-incremental', {
-      rows: ROWS,
+      rows: INCREMENTAL_ROWS,
       windowMs,
       kills,
       landedBeforeCommit,
