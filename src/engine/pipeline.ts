@@ -62,6 +62,11 @@ interface EntityRun {
   readonly request: ReadRequest;
   readonly parser: RowParser;
   readonly outcome: OutcomeBuilder;
+  /**
+   * Keys of target rows a dry run counts as gone though they are still there: rows a parent's
+   * deletion takes with it earlier in the run. Empty outside dry runs.
+   */
+  readonly takenByParents: ReadonlySet<string>;
   progress(phase: 'reading' | 'comparing' | 'writing', rows: number): void;
 }
 
@@ -95,9 +100,11 @@ export async function syncEntityRows(
     request,
     parser,
     outcome: new OutcomeBuilder(context, entity, parser),
+    takenByParents: new Set(context.dryRun ? context.projection(entity).removed : []),
     progress: (phase, rows) =>
       context.emit({ type: 'entity-progress', entity: entity.name, phase, rows }),
   };
+  await judgeTakenRowsAsNew(run);
   const detection = await chooseDetection(context, db, entity, request);
   run.outcome.detection = { mode: detection.mode, reason: detection.reason };
   const changedRows = detection.since === undefined ? 0 : await syncChanged(run, detection.since);
@@ -107,6 +114,35 @@ export async function syncEntityRows(
     changedRows,
   });
   return run.outcome.build();
+}
+
+/**
+ * In a dry run, target rows a parent's deletion took with it are still in place, but the run
+ * being projected would find them gone: the source's rows with those keys are judged as new
+ * rows here (inserted, or skipped as orphans), and the comparisons that follow pass them by.
+ */
+async function judgeTakenRowsAsNew(run: EntityRun): Promise<void> {
+  const { context, db, entity, request, parser, outcome, takenByParents } = run;
+  const keys = [...takenByParents].map((key) => JSON.parse(key) as TextKey);
+  for (let start = 0; start < keys.length; start += BATCH_ROWS) {
+    const rows = await context.source.rowsByKey(
+      entity,
+      request,
+      keys.slice(start, start + BATCH_ROWS),
+    );
+    const candidates = new Map<string, Candidate>();
+    for (const row of rows) {
+      const id = encodeKey(row.key);
+      const repeated = candidates.get(id);
+      candidates.set(id, {
+        key: row.key,
+        values: row.values,
+        isNew: true,
+        repeats: repeated ? (repeated.repeats ?? 1) + 1 : undefined,
+      });
+    }
+    await applyUpserts(context, db, entity, parser, [...candidates.values()], outcome);
+  }
 }
 
 /**
@@ -127,7 +163,7 @@ async function syncAll(run: EntityRun): Promise<void> {
   const read: ReadRequest = { ...request, buckets: candidates.buckets, values: !byKey };
   logCompared(run, candidates);
   if (candidates.buckets?.only?.length === 0) {
-    outcome.unchanged += candidates.sourceRows ?? 0;
+    outcome.unchanged += (candidates.sourceRows ?? 0) - outcome.sourceRowsAccountedFor();
     return;
   }
 
@@ -167,13 +203,14 @@ async function syncAll(run: EntityRun): Promise<void> {
  * Returns how many changed rows the source had.
  */
 async function syncChanged(run: EntityRun, since: string): Promise<number> {
-  const { context, db, entity, request, parser, outcome } = run;
+  const { context, db, entity, request, parser, outcome, takenByParents } = run;
   const changes = context.source.changes;
   if ('unavailable' in changes) throw new Error(`${entity.name}: ${changes.unavailable}`);
-  const [census, before] = await allSettledOrFirstError([
+  const [census, targetRows] = await allSettledOrFirstError([
     changes.census(entity, request, since),
     db.count(entity, request),
   ]);
+  const before = targetRows - takenByParents.size;
   if (census.changed > Math.max(FULL_ABOVE_CHANGED_ROWS, census.rows * FULL_ABOVE_CHANGED_SHARE)) {
     // Past this share, reading changed rows by key costs more than comparing buckets.
     outcome.detection = {
@@ -223,6 +260,7 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
         ).map((row) => [encodeKey(row.key), row.hash]),
       );
       for (const row of batch) {
+        if (takenByParents.has(encodeKey(row.key))) continue;
         const hash = stored.get(encodeKey(row.key));
         // Written again with the same values (`SET x = x`), or changed back: nothing to do.
         if (hash === row.hash) continue;
@@ -315,6 +353,8 @@ async function compareAndApply(
         return;
       }
       if (difference.kind === 'new' && known?.has(encodeKey(difference.key))) return;
+      if (difference.kind === 'changed' && run.takenByParents.has(encodeKey(difference.key)))
+        return;
       upserts.push({
         key: difference.key,
         values: byKey ? undefined : difference.row.values,

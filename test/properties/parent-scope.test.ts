@@ -446,17 +446,41 @@ async function holds(
   }
 }
 
-const scenario = fc
-  .record({
-    prior: world,
-    now: world,
-    priorTenants: fc.uniqueArray(tenant, { maxLength: 3 }),
-    runs: fc.uniqueArray(tenant, { minLength: 1, maxLength: 2 }),
-  })
-  // Known defect, open: a bay_label row whose tenant-scoped references are all NULL, naming a
-  // label the source no longer has, is counted skipped once too often over two tenants' runs
-  // (seed -934891996). Left out until fixed, so the rest of the property keeps guarding.
-  .filter(({ now }) => !now.bayLabels.some((row) => row.zone_id === null && row.bay_no === null));
+/**
+ * Always tried first: a dry run must count as new (here an orphan) a source row whose target
+ * row goes with a parent deleted earlier in the run (label 2 goes once tenant 2's zone_label
+ * row that held it goes).
+ */
+const EXAMPLES: [Scenario][] = [
+  [
+    {
+      prior: {
+        zones: [{ zone_id: 1, tenant: 2 }],
+        bays: [],
+        labels: [{ label_id: 2, name: 'a' }],
+        zoneLabels: [{ zone_id: 1, label_id: 2 }],
+        bayLabels: [],
+      },
+      now: {
+        zones: [],
+        bays: [],
+        labels: [],
+        zoneLabels: [],
+        bayLabels: [{ link_id: 1, zone_id: null, zone_no: null, bay_no: null, label_id: 2 }],
+      },
+      priorTenants: [2],
+      runs: [1, 2],
+    },
+  ],
+];
+
+const scenario = fc.record({
+  prior: world,
+  now: world,
+  priorTenants: fc.uniqueArray(tenant, { maxLength: 3 }),
+  runs: fc.uniqueArray(tenant, { minLength: 1, maxLength: 2 }),
+});
+type Scenario = typeof scenario extends fc.Arbitrary<infer T> ? T : never;
 
 describe("a global entity's rows are read and written through its tenant's parents (property)", () => {
   it('holds on pg-mem', async () => {
@@ -472,7 +496,7 @@ describe("a global entity's rows are read and written through its tenant's paren
           priorTenants,
         );
       }),
-      { numRuns: 60 },
+      { numRuns: 60, examples: EXAMPLES },
     );
   });
 
@@ -482,7 +506,7 @@ describe("a global entity's rows are read and written through its tenant's paren
         const source = memDatabase(SOURCE_DDL).pool;
         await holds(source, memoryTarget(), prior, now, runs, priorTenants);
       }),
-      { numRuns: 60 },
+      { numRuns: 60, examples: EXAMPLES },
     );
   });
 
@@ -502,7 +526,7 @@ describe("a global entity's rows are read and written through its tenant's paren
           await target.query('TRUNCATE bay_label, zone_label, label, bay, zone');
           await holds(source, pgTarget(target), prior, now, runs, priorTenants);
         }),
-        { numRuns: 60 },
+        { numRuns: 60, examples: EXAMPLES },
       );
     });
   });
