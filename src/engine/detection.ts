@@ -73,12 +73,26 @@ export async function chooseDetection(
         ? 'read through a query, whose rows carry no row versions'
         : 'the source relation is not a table (a view or a foreign table)',
     );
+  // Read through its tenant's parents, a row's standing also changes with theirs.
+  const parentIdentities: string[] = [];
+  for (const { parent } of request.scope.parents ?? []) {
+    const parentIdentity = await changes.tableIdentity(parent);
+    if (parentIdentity === undefined)
+      return full(
+        `read through the tenant's ${parent.name} rows, which carry no row versions (a query, a view or a foreign table)`,
+      );
+    parentIdentities.push(parentIdentity);
+  }
   const stored = await db.watermarks(entity, watermarkScope(context));
   if (stored === undefined) return full('the sync database keeps no watermarks');
   const target = await db.tableIdentity(entity);
   const next = {
     tracking: changes,
-    fingerprint: fingerprintOf(entity, request.columns, `${identity}|${target}`),
+    fingerprint: fingerprintOf(
+      entity,
+      request.columns,
+      [identity, ...parentIdentities, target].join('|'),
+    ),
   };
   if (!settings.incremental) return full('incremental detection is turned off', next);
   if (settings.full) return full('a full comparison was asked for', next);

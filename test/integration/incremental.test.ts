@@ -247,6 +247,65 @@ describe('incremental detection (PostgreSQL)', () => {
     expect(fourth.gauge).toMatchObject({ inserted: 0, detection: { mode: 'incremental' } });
   });
 
+  it("follows a global junction's rows into the tenant when their parent moves there, though the rows themselves never change", async () => {
+    const source = await createDatabase('inc_src');
+    const target = await createDatabase('inc_dst');
+    const ddl = (fk: string) => `CREATE TABLE bay (id int PRIMARY KEY, tenant_id int NOT NULL);
+      CREATE TABLE bay_tag (bay_id int NOT NULL ${fk}, tag text NOT NULL, PRIMARY KEY (bay_id, tag))`;
+    await source.pool.query(ddl(''));
+    await target.pool.query(ddl('REFERENCES bay'));
+    const bay = defineEntity({
+      name: 'bay',
+      table: 'bay',
+      columns: z.object({ id: col.int(), tenant_id: col.int() }),
+      key: ['id'],
+      tenantColumn: 'tenant_id',
+    });
+    const bayTag = defineEntity({
+      name: 'bay_tag',
+      table: 'bay_tag',
+      columns: z.object({ bay_id: col.int(), tag: col.text() }),
+      key: ['bay_id', 'tag'],
+      references: [{ entity: 'bay', columns: { bay_id: 'id' } }],
+    });
+    await source.pool.query(`INSERT INTO bay VALUES (1, 1), (2, 1), (3, 2), (4, 2);
+      INSERT INTO bay_tag VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')`);
+    const run = async () => {
+      const result = await performSync({
+        source: source.pool,
+        target: target.pool,
+        tenantId: 1,
+        entities: [bay, bayTag],
+      });
+      expect(result.ok).toBe(true);
+      return result.entities.bay_tag;
+    };
+    const tags = async (pool: Pool, tenantOnly: boolean) =>
+      (
+        await pool.query(
+          `SELECT bay_id, tag FROM bay_tag WHERE ${tenantOnly ? 'bay_id IN (SELECT id FROM bay WHERE tenant_id = 1)' : 'true'} ORDER BY 1, 2`,
+        )
+      ).rows;
+    expect(await run()).toMatchObject({ inserted: 2, detection: { mode: 'full' } });
+    // Bay 3 comes to tenant 1 with its tag, and one of tenant 1's tags goes: the counts balance.
+    await source.pool.query(
+      'UPDATE bay SET tenant_id = 1 WHERE id = 3; DELETE FROM bay_tag WHERE bay_id = 1',
+    );
+    expect(await run()).toMatchObject({
+      inserted: 1,
+      deleted: 1,
+      detection: { mode: 'incremental' },
+    });
+    expect(await tags(target.pool, false)).toEqual(await tags(source.pool, true));
+    // Bay 4 arrives new in tenant 1, its tag written long before; bay 2 leaves with its tag.
+    await source.pool.query(
+      'UPDATE bay SET tenant_id = 1 WHERE id = 4; UPDATE bay SET tenant_id = 2 WHERE id = 2',
+    );
+    expect(await run()).toMatchObject({ inserted: 1, detection: { mode: 'incremental' } });
+    expect(await tags(target.pool, false)).toEqual(await tags(source.pool, true));
+    expect(await run()).toMatchObject({ inserted: 0, updated: 0, deleted: 0 });
+  });
+
   it('repairs rows removed or added directly on the target; edits that balance wait for the full comparison', async () => {
     const { source, target } = await pair();
     await sync(source.pool, target.pool);

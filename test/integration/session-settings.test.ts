@@ -91,3 +91,49 @@ describe.each([
     }
   });
 });
+
+describe('the settings a sync runs under, whatever the pools set', () => {
+  it('turns JIT and parallel workers off on both sides for its own transactions, and only for them', async () => {
+    const remote = await createDatabase('settings_remote');
+    const local = await createDatabase('settings_local');
+    // The target records the settings its writes ran under, in columns the entity does not sync.
+    await local.pool.query(`CREATE TABLE seen (id int PRIMARY KEY, jit text, workers text,
+        target_jit text, target_workers text);
+      CREATE FUNCTION record_settings() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        NEW.target_jit := current_setting('jit');
+        NEW.target_workers := current_setting('max_parallel_workers_per_gather');
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER record_settings BEFORE INSERT ON seen FOR EACH ROW EXECUTE FUNCTION record_settings()`);
+    // Pools as a company might set them: JIT for every statement, parallel workers allowed.
+    const eager = '-c jit=on -c jit_above_cost=0 -c max_parallel_workers_per_gather=4';
+    const source = new pg.Pool({ connectionString: remote.url, options: eager, max: 2 });
+    const target = new pg.Pool({ connectionString: local.url, options: eager, max: 2 });
+    try {
+      const seen = defineEntity({
+        name: 'seen',
+        table: 'seen',
+        columns: z.object({ id: col.int(), jit: col.text(), workers: col.text() }),
+        key: ['id'],
+        source: {
+          query: `SELECT 1 AS id, current_setting('jit') AS jit,
+            current_setting('max_parallel_workers_per_gather') AS workers`,
+        },
+      });
+      const result = await performSync({ source, target, entities: [seen] });
+      expect(result.entities.seen.error).toBeUndefined();
+      expect((await local.pool.query('SELECT * FROM seen')).rows).toEqual([
+        { id: 1, jit: 'off', workers: '0', target_jit: 'off', target_workers: '0' },
+      ]);
+      // Outside the run's transactions, the pools keep their own settings.
+      for (const pool of [source, target])
+        expect((await pool.query("SELECT current_setting('jit') AS jit")).rows).toEqual([
+          { jit: 'on' },
+        ]);
+    } finally {
+      await source.end();
+      await target.end();
+    }
+  });
+});

@@ -212,7 +212,20 @@ export function sourceShape(
     (column) =>
       INTEGER_TYPES.has(sourceTypes.get(column) ?? '') ? columnOf(SOURCE, column) : value(column),
   );
-  return changed ? { ...shape, changed: columnOf(SOURCE, changed.alias) } : shape;
+  if (!changed) return shape;
+  const own = columnOf(SOURCE, changed.alias);
+  if (!tied) return { ...shape, changed: own };
+  // A row also comes into the tenant's scope when a parent it names does (a parent moved to
+  // this tenant, or inserted after the row): the row's own version is older than the watermark
+  // then, its parent's is not.
+  const within = changed.within;
+  const parentChanged = (scope.parents ?? []).map((reference) => {
+    const { parent } = reference;
+    const alias = unusedName(parent.columnNames, 'changed');
+    const rows = sourceSelect(parent, tenantExpression?.(parent), { alias, within });
+    return `EXISTS (SELECT 1 FROM (${rows}) AS ${quoteIdent(PARENT)} WHERE ${matchesParent(SOURCE, reference)} AND ${columnOf(PARENT, alias)})`;
+  });
+  return { ...shape, changed: `(${[own, ...parentChanged].join(' OR ')})` };
 }
 
 /** `base`, or `base` with underscores before it, whichever no column of the entity is named. */

@@ -32,7 +32,7 @@ import {
   sourceShape,
   valuesStatement,
 } from './reads.js';
-import { PIN_SOURCE } from './settings.js';
+import { pinSource } from './settings.js';
 import {
   BEGIN_SNAPSHOT,
   COMMIT,
@@ -98,7 +98,7 @@ async function openSourceSnapshot(
         tables.length === 0
           ? undefined
           : await optional(client, { text: lockTables(tables), values: [] });
-      await client.query(PIN_SOURCE);
+      await client.query(pinSource(capabilities.serverVersion));
       if ((capabilities.serverVersion ?? 0) >= 130000) {
         const read = await optional(client, CLOCK);
         if (read.rows) clock = read.rows[0] as Clock;

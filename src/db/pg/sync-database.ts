@@ -42,7 +42,7 @@ import {
   rowsStatement,
   targetShape,
 } from './reads.js';
-import { PIN_TARGET } from './settings.js';
+import { pinTarget } from './settings.js';
 import {
   BEGIN,
   type BoundCondition,
@@ -594,7 +594,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
         let result: T;
         try {
           if (caps.engine === 'postgresql') {
-            await client.query(PIN_TARGET);
+            await client.query(pinTarget(caps.serverVersion));
             for (const statement of timeoutSettings(options)) await client.query(statement);
             // Two runs' entity transactions never overlap, even while a stalled holder's lease
             // is being taken over.
