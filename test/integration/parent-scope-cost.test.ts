@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { performSync, type SyncEvent, syncSchemaSql } from '../../src/index.js';
 import { clientSystemSchemaSql } from '../../src/sample/index.js';
-import { createDatabase } from '../support/postgres.js';
+import { createDatabase, recordingPool } from '../support/postgres.js';
 
 const REGISTERS_PER_TENANT = 1_000;
 const DEVICES = 4;
@@ -110,5 +110,40 @@ describe("a global junction costs what the tenant's rows cost, not the table's (
     expect(ratios.initial).toBeLessThan(1.2);
     expect(ratios.unchanged).toBeLessThan(1.2);
     expect(ratios.changed).toBeLessThan(1.2);
+  });
+
+  it('searches the whole junction for rows whose register is missing only where no validated foreign key on the source rules them out', async () => {
+    const remote = await clientSystem(3);
+    const local = await createDatabase('cost_local');
+    await local.pool.query(syncSchemaSql);
+    const recording = recordingPool(remote.pool);
+    // The search for dangling rows is the one statement with a window count over the scope.
+    const searches = () => recording.statements.filter((text) => text.includes('count(*) OVER ()'));
+    const sync = async () => {
+      recording.statements.length = 0;
+      const result = await performSync({ source: recording.pool, target: local.pool, tenantId: 1 });
+      expect(result.ok).toBe(true);
+      return result.entities.device_register;
+    };
+    // The Client System's schema has device_register.register_id REFERENCES register.
+    expect(await sync()).toMatchObject({ inserted: REGISTERS_PER_TENANT * 2, skipped: 0 });
+    expect(searches()).toEqual([]);
+
+    // A row naming no register, let in before a foreign key added NOT VALID: it is searched for,
+    // and counted as an orphan.
+    await remote.pool.query(`ALTER TABLE device_register DROP CONSTRAINT device_register_register_id_fkey;
+      INSERT INTO device_register (device_id, register_id) VALUES (1, 999999);
+      ALTER TABLE device_register ADD CONSTRAINT device_register_register_id_fkey
+        FOREIGN KEY (register_id) REFERENCES register NOT VALID`);
+    const dangling = await sync();
+    expect(dangling).toMatchObject({ skipped: 1 });
+    expect(dangling.warnings.find((w) => w.code === 'orphaned-rows')?.count).toBe(1);
+    expect(searches()).toHaveLength(1);
+
+    // Validated once the row is gone: the search is spared again.
+    await remote.pool.query(`DELETE FROM device_register WHERE register_id = 999999;
+      ALTER TABLE device_register VALIDATE CONSTRAINT device_register_register_id_fkey`);
+    expect(await sync()).toMatchObject({ skipped: 0 });
+    expect(searches()).toEqual([]);
   });
 });

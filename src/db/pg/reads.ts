@@ -485,24 +485,65 @@ export function censusStatement(shape: ReadShape): Statement {
 }
 
 /**
+ * Which of `references` (from `entity` to its parents) the source enforces with a validated
+ * foreign key from the same columns of the child's table to the parent's: no row with a complete
+ * reference can name a missing parent then. One boolean per reference, in order.
+ */
+export function enforcedReferencesStatement(
+  entity: AnyEntity,
+  references: readonly ParentReference[],
+): Statement | undefined {
+  const child = entity.source;
+  if (child.kind !== 'table') return undefined;
+  const params = new Parameters([]);
+  const checks = references.map((reference) => {
+    const parent = reference.parent.source;
+    if (parent.kind !== 'table') return 'false';
+    // The pairs of source columns, child to parent, as a JSON object: equal whatever the order.
+    const pairs = Object.fromEntries(
+      reference.columns.map((column, i) => {
+        const parentColumn = reference.parent.key[i] as string;
+        return [child.columns[column] ?? column, parent.columns[parentColumn] ?? parentColumn];
+      }),
+    );
+    return `EXISTS (SELECT 1 FROM pg_catalog.pg_constraint AS c
+      WHERE c.contype = 'f' AND c.convalidated
+        AND c.conrelid = to_regclass(${params.add(quoteTable(child.table))})
+        AND c.confrelid = to_regclass(${params.add(quoteTable(parent.table))})
+        AND (SELECT jsonb_object_agg(ca.attname, pa.attname)
+               FROM unnest(c.conkey, c.confkey) AS k(child_column, parent_column)
+               JOIN pg_catalog.pg_attribute AS ca ON ca.attrelid = c.conrelid AND ca.attnum = k.child_column
+               JOIN pg_catalog.pg_attribute AS pa ON pa.attrelid = c.confrelid AND pa.attnum = k.parent_column)
+            = ${params.add(JSON.stringify(pairs))}::jsonb)`;
+  });
+  return {
+    text: `SELECT ${aliased(checks)}`,
+    values: params.values,
+  };
+}
+
+/**
  * The source rows of a global entity read through its tenant's parents (`sourceShape` with
  * `scope.parents`) that only a parent missing on the source keeps out of the scope: every
  * reference has a NULL column, names a parent row of the tenant or names no parent row at all,
  * and one names none. Their count, which parents are missing, and up to `limit` keys, in one
  * statement. A parent read through a `source.query` shows one tenant's rows, so a reference to
- * it is never taken for missing. Ignores `shape.where`: it reads around the scope.
+ * it is never taken for missing; nor is one in `enforced`. Ignores `shape.where`: it reads
+ * around the scope.
  */
 export function danglingRowsStatement(
   shape: ReadShape,
   parents: readonly ParentReference[],
   limit: number,
+  /** References the source's foreign keys enforce: they never name a missing parent. */
+  enforced: ReadonlySet<ParentReference> = new Set(),
 ): Statement {
   const params = new Parameters(shape.params);
   const within = parents.map((reference) =>
     withinParent(SOURCE, reference, (parent) => `(${sourceSelect(parent)})`),
   );
   const missing = parents.map((reference) => {
-    if (reference.parent.source.kind !== 'table') return 'false';
+    if (reference.parent.source.kind !== 'table' || enforced.has(reference)) return 'false';
     const complete = reference.columns.map((c) => `${columnOf(SOURCE, c)} IS NOT NULL`);
     const none = `NOT EXISTS (SELECT 1 FROM (${sourceSelect(reference.parent, null)}) AS ${quoteIdent(PARENT)} WHERE ${matchesParent(SOURCE, reference)})`;
     return `(${[...complete, none].join(' AND ')})`;

@@ -23,6 +23,7 @@ import { tenantParameter } from './params.js';
 import { onConnectionLost, type PgClient, type PgPool, rowValues } from './pool.js';
 import {
   danglingRowsStatement,
+  enforcedReferencesStatement,
   fingerprintsStatement,
   nullKeyRowsStatement,
   type ReadShape,
@@ -477,7 +478,23 @@ async function openSourceSnapshot(
             parents: missing.map((reference) => reference.parent.name),
           };
         }
-        const statement = danglingRowsStatement(await shapeOf(entity, request), parents, limit);
+        // A foreign key on the source settles it without reading a row: the common case, and a
+        // scan of the whole child table on every tenant's run otherwise.
+        const enforcedBy = enforcedReferencesStatement(entity, parents);
+        const checks = enforcedBy ? rowValues((await select(enforcedBy)).rows[0]) : [];
+        const enforced = new Set(parents.filter((_, i) => checks[i] === true || checks[i] === 't'));
+        if (
+          parents.every(
+            (reference) => enforced.has(reference) || reference.parent.source.kind !== 'table',
+          )
+        )
+          return { count: 0, keys: [], parents: [] };
+        const statement = danglingRowsStatement(
+          await shapeOf(entity, request),
+          parents,
+          limit,
+          enforced,
+        );
         const result = await select(statement);
         const rows = (result.rows as unknown[]).map(rowValues);
         const first = rows[0];
