@@ -108,10 +108,13 @@ async function targetWrites(database: string) {
   });
 }
 
-/** Source-side execution time since the last reset, of statements run in `database`. */
+/**
+ * Source-side execution time since the last reset, of statements run in `database`: top-level
+ * statements only, since with track = all the query inside a COPY or a cursor counts again.
+ */
 async function sourceExecutionMs(database: string): Promise<number> {
   const { rows } = await admin.query(
-    'SELECT coalesce(sum(s.total_exec_time), 0)::float8 AS ms FROM pg_stat_statements AS s JOIN pg_database AS d ON d.oid = s.dbid WHERE d.datname = $1',
+    'SELECT coalesce(sum(s.total_exec_time), 0)::float8 AS ms FROM pg_stat_statements AS s JOIN pg_database AS d ON d.oid = s.dbid WHERE d.datname = $1 AND s.toplevel',
     [database],
   );
   return Number(rows[0].ms);

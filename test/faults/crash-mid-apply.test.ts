@@ -275,12 +275,13 @@ describe('a sync process killed with SIGKILL while it writes the changes an incr
     calibration.send('go');
     const compared = await calibration.waitForLine(isLine('compared'));
     expect(compared.since).not.toBeNull();
-    const read = await calibration.waitForLine(isLine('entity-progress', 'reading'));
+    // The window from the first batch written (uncommitted from then on) to the entity's end.
+    const written = await calibration.waitForLine(isLine('entity-progress', 'writing'));
     const ended = await calibration.waitForLine(isLine('entity-end'));
     expect(ended.status).toBe('ok');
     expect(await calibration.exited).toEqual({ code: 0, signal: null });
     expect(await digest(incTarget)).toEqual(await digest(incSource));
-    const windowMs = ended.at - read.at;
+    const windowMs = ended.at - written.at;
 
     let kills = 0;
     let aimedAtWrite = 0;
@@ -300,11 +301,14 @@ describe('a sync process killed with SIGKILL while it writes the changes an incr
       child.send('go');
       // The run reads only what changed: it must say so before it writes anything.
       expect((await child.waitForLine(isLine('compared'))).since).not.toBeNull();
-      await child.waitForLine(isLine('entity-progress', 'reading'));
-      // Every fourth kill lands just after the commit, the others anywhere in the write.
+      // Every fourth kill lands just after the commit, the others anywhere in the write after
+      // its first batch.
       const afterCommit = kills % 4 === 3;
       if (afterCommit) await child.waitForLine(isLine('entity-end'));
-      else await sleep(random.next() * windowMs * 1.1);
+      else {
+        await child.waitForLine(isLine('entity-progress', 'writing'));
+        await sleep(random.next() * windowMs * 0.9);
+      }
       const atKill = await sessionsOf(cluster.admin, name, 'incremental_target');
       const alive = child.process.exitCode === null && child.process.signalCode === null;
       child.process.kill('SIGKILL');
