@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { col, DataError, defineEntity, performSync, type SyncEvent } from '../../src/index.js';
 import { recordingLogger } from '../support/pgmem.js';
-import { builtInPairOnPostgres, createDatabase, recordingPool } from '../support/postgres.js';
+import {
+  builtInPairOnPostgres,
+  createDatabase,
+  openPool,
+  recordingPool,
+} from '../support/postgres.js';
 
 const comparedAs = (lines: ReturnType<typeof recordingLogger>['lines'], entity: string) =>
   lines.find((line) => line.message === 'entity compared' && line.data.entity === entity)?.data;
@@ -307,6 +312,57 @@ describe('an empty table loaded in bulk', () => {
       { id: 1, label: 'a' },
       { id: 2, label: 'b' },
     ]);
+  });
+
+  it('leaves the table analyzed, so that later changes by key use its index; a role that does not own it loads all the same', async () => {
+    const remote = await createDatabase('bulk_remote');
+    const local = await createDatabase('bulk_local');
+    await remote.pool.query(
+      "CREATE TABLE item (id int, tenant_id int, label text); INSERT INTO item SELECT g, 1, 'x' FROM generate_series(1, 20000) AS g",
+    );
+    await local.pool.query(`CREATE TABLE item (id int PRIMARY KEY, tenant_id int, label text);
+      CREATE TABLE item_copy (LIKE item INCLUDING ALL);
+      DO $$ BEGIN CREATE ROLE bulk_writer LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+      GRANT SELECT, INSERT, UPDATE, DELETE ON item_copy TO bulk_writer`);
+    const tuples = async (table: string) =>
+      Number(
+        (await local.pool.query('SELECT reltuples FROM pg_class WHERE oid = $1::regclass', [table]))
+          .rows[0].reltuples,
+      );
+    const result = await performSync({
+      source: remote.pool,
+      target: local.pool,
+      tenantId: 1,
+      entities: [item],
+    });
+    expect(result.entities.item).toMatchObject({ status: 'ok', inserted: 20000 });
+    // Never analyzed, reltuples is -1; analyzed, it is the row count.
+    expect(await tuples('item')).toBe(20000);
+
+    await local.pool.query(
+      'GRANT SELECT, INSERT, UPDATE, DELETE ON meter_sync_watermark TO bulk_writer',
+    );
+    const asWriter = new URL(local.url);
+    asWriter.username = 'bulk_writer';
+    asWriter.password = '';
+    const writer = openPool(asWriter.toString(), 2);
+    const copy = defineEntity({
+      name: 'item',
+      table: 'item_copy',
+      columns: z.object({ id: col.int(), tenant_id: col.int(), label: col.text() }),
+      key: ['id'],
+      tenantColumn: 'tenant_id',
+      source: { table: 'item' },
+    });
+    const second = await performSync({
+      source: remote.pool,
+      target: writer,
+      tenantId: 1,
+      entities: [copy],
+    });
+    expect(second.entities.item.error?.message).toBeUndefined();
+    expect(second.entities.item).toMatchObject({ status: 'ok', inserted: 20000 });
+    expect(await tuples('item_copy')).toBe(-1);
   });
 
   it('lists every key of the rows when the run lists changes, in place of the load', async () => {

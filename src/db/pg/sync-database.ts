@@ -1154,6 +1154,12 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
         }
       }
       await executeAll(entity, action, [{ text: releaseSavepoint(BULK_SAVEPOINT), values: [] }]);
+      // Statistics of the empty table would have the planner hash the whole table to change a
+      // few rows by key, until autovacuum analyzes it; PostgreSQL's advice after a bulk load.
+      // A role that does not own the table gets a warning, not an error.
+      await executeAll(entity, 'analyzing the loaded rows', [
+        { text: `ANALYZE ${quoteTable(entity.table)}`, values: [] },
+      ]);
       return loaded;
     },
 
