@@ -498,6 +498,70 @@ describe('performSync when a source backend is terminated in the middle of a rea
     },
   );
 
+  it.each([
+    { retry: undefined, name: 'the default retries' },
+    { retry: false as const, name: 'retry: false' },
+  ])(
+    'with $name, cut in a statement of register: register retried on a new snapshot and applied, or failed with nothing deleted',
+    async ({ retry }) => {
+      const application = `fleet_mid_read_${randomBytes(3).toString('hex')}`;
+      const { remote, local, source } = await changedPair(application);
+      // Another tenant's registers, many and unindexed: each statement on register scans them,
+      // long enough to be terminated while it runs.
+      await remote.pool.query(`INSERT INTO register (register_id, tenant_id, name, register, unit)
+        SELECT 1000000 + g, 2, 'other', g, 'kWh' FROM generate_series(1, 1500000) AS g;
+        ANALYZE register`);
+      const targetBefore = (await local.pool.query(registers)).rows;
+      const events: SyncEvent[] = [];
+      const running = performSync({
+        source,
+        target: local.pool,
+        tenantId: 1,
+        retry,
+        onEvent: (event) => events.push(event),
+      });
+      const lastStarted = () => events.filter((event) => event.type === 'entity-start').at(-1);
+      let terminated = false;
+      for (const deadline = Date.now() + 30_000; !terminated && Date.now() < deadline; ) {
+        if (lastStarted()?.entity === 'register') {
+          const { rows } = await database.pool.query(
+            `SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity
+              WHERE application_name = $1 AND state = 'active'
+                AND query ~ '"register"' AND query !~ 'device_register'`,
+            [application],
+          );
+          terminated = rows.some((row) => row.done === true);
+        }
+        if (!terminated) await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      const result = await running;
+      expect(terminated).toBe(true);
+      const register = result.entities.register;
+      if (retry === false) {
+        expect(register).toMatchObject({ status: 'failed', attempts: 1 });
+        expect(register.error?.message).toMatch(/SQLSTATE 57P01/);
+        expect(result.entities.device_register.status).toBe('failed');
+        // Nothing of register reached the target, and no row was deleted.
+        expect((await local.pool.query(registers)).rows).toEqual(targetBefore);
+      } else {
+        expect(result.ok).toBe(true);
+        expect(register).toMatchObject({
+          status: 'ok',
+          attempts: 2,
+          failedAttempts: [expect.objectContaining({ attempt: 1, code: '57P01', transient: true })],
+          updated: 1,
+          deleted: 1,
+        });
+        expect(events.some((event) => event.type === 'entity-retry')).toBe(true);
+        expect((await local.pool.query(registers)).rows).toEqual(
+          (await remote.pool.query(`${registers.replace('ORDER', 'WHERE tenant_id = 1 ORDER')}`))
+            .rows,
+        );
+        expect((await local.pool.query(links)).rows).toEqual((await remote.pool.query(links)).rows);
+      }
+    },
+  );
+
   it('does not retry a permanent failure: a source table the role may not read fails at once', async () => {
     const { remote, local } = await changedPair(`fleet_denied_${suffix}`);
     const denied = `fleet_denied_${suffix}`;

@@ -314,7 +314,7 @@ describe('an empty table loaded in bulk', () => {
     ]);
   });
 
-  it('leaves the table analyzed, so that later changes by key use its index; a role that does not own it loads all the same', async () => {
+  it('leaves the columns rows are looked up by analyzed, so that later changes by key use its index; a role that does not own it loads all the same', async () => {
     const remote = await createDatabase('bulk_remote');
     const local = await createDatabase('bulk_local');
     await remote.pool.query(

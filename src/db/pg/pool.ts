@@ -18,7 +18,13 @@ export interface PgQueryResult {
   // biome-ignore lint/suspicious/noExplicitAny: rows are untyped driver output.
   readonly rows: any[];
   readonly rowCount: number | null;
-  readonly fields?: ReadonlyArray<{ readonly name: string; readonly dataTypeID: number }>;
+  readonly fields?: ReadonlyArray<{
+    readonly name: string;
+    readonly dataTypeID: number;
+    /** The table a column was read from, and its number there (0 for an expression). */
+    readonly tableID?: number;
+    readonly columnID?: number;
+  }>;
 }
 
 /** A connection checked out of a pool. */

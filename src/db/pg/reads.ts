@@ -101,8 +101,14 @@ function withinParent(
   alias: string,
   reference: ParentReference,
   parentRows: (parent: AnyEntity) => string,
+  /** Columns that hold no NULL (NOT NULL in their table): no test for one is needed. */
+  notNull: ReadonlySet<string> = new Set(),
 ): string {
-  const nulls = reference.columns.map((column) => `${columnOf(alias, column)} IS NULL`);
+  // A bare EXISTS becomes a semi-join the planner can drive from the tenant's parent rows; an
+  // OR beside it is a filter on every row of the table.
+  const nulls = reference.columns
+    .filter((column) => !notNull.has(column))
+    .map((column) => `${columnOf(alias, column)} IS NULL`);
   const named = `EXISTS (SELECT 1 FROM ${parentRows(reference.parent)} AS ${quoteIdent(PARENT)} WHERE ${matchesParent(alias, reference)})`;
   return `(${[...nulls, named].join(' OR ')})`;
 }
@@ -176,9 +182,11 @@ export function sourceShape(
      * then tells the rows changed since (table sources only).
      */
     readonly changedWithin?: string | undefined;
+    /** Columns NOT NULL in the source table. */
+    readonly notNull?: ReadonlySet<string> | undefined;
   } = {},
 ): ReadShape {
-  const { tenantExpression, changedWithin } = options;
+  const { tenantExpression, changedWithin, notNull } = options;
   const tied = tiedToParents(entity, scope);
   const scoped = (entity.tenantColumn !== undefined || tied) && tenantExpression === undefined;
   const params: unknown[] = scoped ? [tenantParameter(scope.tenantId)] : [];
@@ -204,6 +212,7 @@ export function sourceShape(
             SOURCE,
             reference,
             (parent) => `(${sourceSelect(parent, tenantExpression?.(parent))})`,
+            notNull,
           ),
         )
       : [],

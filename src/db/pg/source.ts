@@ -169,7 +169,7 @@ async function openSourceSnapshot(
   /** How the source's columns are read as the target's types. */
   const described = new Map<
     string,
-    Promise<{ types: Map<string, string>; castable: Set<string> }>
+    Promise<{ types: Map<string, string>; castable: Set<string>; notNull: Set<string> }>
   >();
   const describedOnce = (entity: AnyEntity, request: ReadRequest) => {
     const cacheKey = `${entity.name}\u0000${JSON.stringify([...request.columns.values()].map((c) => c.type))}`;
@@ -181,12 +181,13 @@ async function openSourceSnapshot(
     return found;
   };
   const shapeOf = async (entity: AnyEntity, request: ReadRequest): Promise<ReadShape> => {
-    const { types, castable } = await describedOnce(entity, request);
+    const { types, castable, notNull } = await describedOnce(entity, request);
     const since = request.changedSince;
     if (since !== undefined && !tracking)
       throw new Error(`${entity.name}: changed rows asked of a snapshot that cannot tell them`);
     return sourceShape(entity, request.columns, request.scope, types, castable, {
       changedWithin: since === undefined ? undefined : tracking?.within(since),
+      notNull,
     });
   };
   /**
@@ -195,7 +196,7 @@ async function openSourceSnapshot(
    * over the simple protocol, which must never carry a user's query.
    */
   const copyShapeOf = async (entity: AnyEntity, request: ReadRequest): Promise<ReadShape> => {
-    const { types, castable } = await describedOnce(entity, request);
+    const { types, castable, notNull } = await describedOnce(entity, request);
     const tenantTypes = new Map<AnyEntity, string>();
     if (entity.tenantColumn !== undefined)
       tenantTypes.set(entity, types.get(entity.tenantColumn) || 'text');
@@ -206,6 +207,7 @@ async function openSourceSnapshot(
     return sourceShape(entity, request.columns, request.scope, types, castable, {
       tenantExpression: (scoped) =>
         `CAST(current_setting('${TENANT_SETTING}') AS ${tenantTypes.get(scoped) ?? 'text'})`,
+      notNull,
     });
   };
   /** COPY carries no user's query: only when every parent a read goes through is a table. */
@@ -246,15 +248,26 @@ async function openSourceSnapshot(
     const fields = probe.fields ?? [];
     const oids = fields.map((field) => field.dataTypeID);
     const targets = [...new Set([...request.columns.values()].map((column) => column.type))];
+    // A column read straight from a table names it (and its number) in the row description.
+    const tables = fields.map((field) => field.tableID ?? 0);
+    const numbers = fields.map((field) => field.columnID ?? 0);
     const described = await client.query({
       text: `SELECT (SELECT array_agg(format_type(o, NULL) ORDER BY i) FROM unnest($1::oid[]) WITH ORDINALITY AS x(o, i)) AS source_types,
-  (SELECT array_agg(t) FROM unnest($2::text[]) AS t WHERE to_regtype(t) IS NOT NULL) AS castable`,
-      values: [oids, targets],
+  (SELECT array_agg(t) FROM unnest($2::text[]) AS t WHERE to_regtype(t) IS NOT NULL) AS castable,
+  (SELECT array_agg(COALESCE(a.attnotnull, false)::text ORDER BY y.i)
+     FROM unnest($3::oid[], $4::int2[]) WITH ORDINALITY AS y(rel, num, i)
+     LEFT JOIN pg_catalog.pg_attribute AS a ON a.attrelid = y.rel AND a.attnum = y.num AND y.num > 0) AS not_null`,
+      values: [oids, targets, tables, numbers],
     });
     const row = described.rows[0] ?? {};
     const sourceTypes = parseTextArray(row.source_types);
+    const notNull = parseTextArray(row.not_null);
     const types = new Map(fields.map((field, i) => [field.name, sourceTypes[i] ?? '']));
-    return { types, castable: new Set(parseTextArray(row.castable)) };
+    return {
+      types,
+      castable: new Set(parseTextArray(row.castable)),
+      notNull: new Set(fields.filter((_, i) => notNull[i] === 'true').map((field) => field.name)),
+    };
   };
 
   /** pg-mem: the rows in scope, or with `scope.parents` every row and where it stands. */
