@@ -228,11 +228,14 @@ export function sourceShape(
   // this tenant, or inserted after the row): the row's own version is older than the watermark
   // then, its parent's is not.
   const within = changed.within;
+  // Uncorrelated IN: the changed parents are read once into a hash, not looked up row by row.
   const parentChanged = (scope.parents ?? []).map((reference) => {
     const { parent } = reference;
     const alias = unusedName(parent.columnNames, 'changed');
     const rows = sourceSelect(parent, tenantExpression?.(parent), { alias, within });
-    return `EXISTS (SELECT 1 FROM (${rows}) AS ${quoteIdent(PARENT)} WHERE ${matchesParent(SOURCE, reference)} AND ${columnOf(PARENT, alias)})`;
+    const columns = reference.columns.map((column) => columnOf(SOURCE, column)).join(', ');
+    const keys = parent.key.map((column) => columnOf(PARENT, column)).join(', ');
+    return `(${columns}) IN (SELECT ${keys} FROM (${rows}) AS ${quoteIdent(PARENT)} WHERE ${columnOf(PARENT, alias)})`;
   });
   return { ...shape, changed: `(${[own, ...parentChanged].join(' OR ')})` };
 }
