@@ -93,12 +93,12 @@ describe.each([
 });
 
 describe('the settings a sync runs under, whatever the pools set', () => {
-  it('turns JIT and parallel workers off on both sides for its own transactions, and only for them', async () => {
+  it('turns JIT and parallel workers off, and plans cursors for all their rows, on both sides for its own transactions, and only for them', async () => {
     const remote = await createDatabase('settings_remote');
     const local = await createDatabase('settings_local');
     // The target records the settings its writes ran under, in columns the entity does not sync.
     await local.pool.query(`CREATE TABLE seen (id int PRIMARY KEY, jit text, workers text,
-        target_jit text, target_workers text);
+        fraction text, target_jit text, target_workers text);
       CREATE FUNCTION record_settings() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
         NEW.target_jit := current_setting('jit');
@@ -114,17 +114,23 @@ describe('the settings a sync runs under, whatever the pools set', () => {
       const seen = defineEntity({
         name: 'seen',
         table: 'seen',
-        columns: z.object({ id: col.int(), jit: col.text(), workers: col.text() }),
+        columns: z.object({
+          id: col.int(),
+          jit: col.text(),
+          workers: col.text(),
+          fraction: col.text(),
+        }),
         key: ['id'],
         source: {
           query: `SELECT 1 AS id, current_setting('jit') AS jit,
-            current_setting('max_parallel_workers_per_gather') AS workers`,
+            current_setting('max_parallel_workers_per_gather') AS workers,
+            current_setting('cursor_tuple_fraction') AS fraction`,
         },
       });
       const result = await performSync({ source, target, entities: [seen] });
       expect(result.entities.seen.error).toBeUndefined();
       expect((await local.pool.query('SELECT * FROM seen')).rows).toEqual([
-        { id: 1, jit: 'off', workers: '0', target_jit: 'off', target_workers: '0' },
+        { id: 1, jit: 'off', workers: '0', fraction: '1', target_jit: 'off', target_workers: '0' },
       ]);
       // Outside the run's transactions, the pools keep their own settings.
       for (const pool of [source, target])
