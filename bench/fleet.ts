@@ -40,7 +40,9 @@ import pg from 'pg';
 import { startPostgres } from '../scripts/postgres.js';
 import { syncSchemaSql } from '../src/index.js';
 import { clientSystemSchemaSql } from '../src/sample/client-system-schema.js';
+import { mulberry32 } from '../test/faults/support/figures.js';
 import type { FleetMode, RunReport, RunRequest } from './fleet-agent.js';
+import { withPool } from './pool.js';
 
 const args = process.argv.slice(2);
 const option = (name: string) => {
@@ -213,14 +215,8 @@ class Agent {
 
 // ---------------------------------------------------------------- databases
 
-async function withDatabase<T>(name: string, work: (pool: pg.Pool) => Promise<T>): Promise<T> {
-  const pool = new pg.Pool({ connectionString: server.url(name), max: 1 });
-  try {
-    return await work(pool);
-  } finally {
-    await pool.end();
-  }
-}
+const withDatabase = <T>(name: string, work: (pool: pg.Pool) => Promise<T>) =>
+  withPool(server.url(name), work);
 
 async function createDatabase(name: string, template?: string) {
   await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
@@ -258,18 +254,6 @@ SELECT setval('device_device_id_seq', ${n * devices}), setval('meter_meter_id_se
        setval('register_register_id_seq', ${n * registers});`;
 };
 
-/** A small deterministic generator, so every mode sees the same changes. */
-function random(seed: number) {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The source's registers per tenant, followed as the rounds change them. */
 class ChangeStream {
   private readonly live = new Map<number, number[]>();
@@ -291,7 +275,7 @@ class ChangeStream {
     const statements: string[] = [];
     for (const tenant of tenants) {
       const live = this.live.get(tenant) as number[];
-      const draw = random(round * 1_000_003 + tenant);
+      const draw = mulberry32(round * 1_000_003 + tenant);
       // The first picks of a partial shuffle: distinct registers.
       const picks = UPDATES + DELETES + MOVES;
       for (let i = 0; i < picks; i++) {

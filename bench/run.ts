@@ -22,6 +22,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { startPostgres } from '../scripts/postgres.js';
 import { change, generate, sourceDdl, targetDdl } from './data.js';
+import { withPool } from './pool.js';
 
 const run = promisify(execFile);
 
@@ -89,14 +90,8 @@ async function createDatabase(name: string, template?: string) {
   );
 }
 
-async function withDatabase<T>(name: string, work: (pool: pg.Pool) => Promise<T>): Promise<T> {
-  const pool = new pg.Pool({ connectionString: server.url(name), max: 1 });
-  try {
-    return await work(pool);
-  } finally {
-    await pool.end();
-  }
-}
+const withDatabase = <T>(name: string, work: (pool: pg.Pool) => Promise<T>) =>
+  withPool(server.url(name), work);
 
 async function targetWrites(database: string) {
   return withDatabase(database, async (pool) => {
