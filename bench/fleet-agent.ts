@@ -17,10 +17,14 @@
  * /proc/<pid>/stat, and the on-CPU nanoseconds of /proc/<pid>/schedstat), read after the sync and
  * before the pool closes the connections. A backend's counters start at zero when the server
  * forks it, so a fresh connection's figures are the run's own.
+ *
+ * Through PgBouncer (`ownBackends: false`) the source sockets lead to PgBouncer, whose server
+ * connections outlive the run and whose pid on the socket is not a backend's: the agent reports
+ * no CPU, and bench/fleet.ts reads the server backends itself at the run's start and end.
  */
-import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { type EntityResult, performSync } from '../src/index.js';
+import { type ProcReading, readProc } from './proc.js';
 
 export type FleetMode = 'incremental' | 'full' | 'naive';
 
@@ -32,6 +36,11 @@ export interface RunRequest {
   readonly sourceUrl: string;
   readonly targetUrl: string;
   readonly applicationName: string;
+  /**
+   * True when each source connection is a backend of its own (direct): the agent reads the
+   * backends' CPU. False through PgBouncer.
+   */
+  readonly ownBackends: boolean;
 }
 
 /** CPU time of the source backends a run used. */
@@ -55,7 +64,8 @@ export interface RunReport {
   readonly finishedAt: number;
   readonly ms: number;
   readonly sourceBytes: number;
-  readonly cpu: BackendCpu;
+  /** Null when the source connections are not backends of their own (through PgBouncer). */
+  readonly cpu: BackendCpu | null;
   /** Rows the naive agent received from the source (the library's count comes from the server). */
   readonly rowsReceived?: number;
   /** Per entity: rows written and how changes were found. */
@@ -65,37 +75,16 @@ export interface RunReport {
   >;
 }
 
-interface ProcReading {
-  ticks: number;
-  ns: number | null;
-}
-
-/** A backend's CPU so far, or undefined when the process is gone. */
-function readProc(pid: number): ProcReading | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    let ns: number | null = null;
-    try {
-      ns = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      ns = null;
-    }
-    return { ticks, ns };
-  } catch {
-    return undefined;
-  }
-}
-
 type SocketClient = pg.PoolClient & {
   processID?: number | null;
   connection: { stream: { bytesRead?: number } };
 };
 
-/** A pool whose connections are watched: bytes read from the server, and the backends' CPU. */
-function watchedPool(url: string, applicationName: string) {
+/**
+ * A pool whose connections are watched: bytes read from the server, and the backends' CPU when
+ * each connection is a backend of its own (`ownBackends`).
+ */
+function watchedPool(url: string, applicationName: string, ownBackends: boolean) {
   // No idle timeout: a backend must live until its CPU has been read.
   const pool = new pg.Pool({
     connectionString: url,
@@ -109,6 +98,7 @@ function watchedPool(url: string, applicationName: string) {
   pool.on('connect', (client) => clients.add(client as SocketClient));
   // A connection dropped during the run: read its backend while it may still be there.
   pool.on('remove', (client) => {
+    if (!ownBackends) return;
     const pid = (client as SocketClient).processID;
     const reading = pid ? readProc(pid) : undefined;
     if (reading) last.set(client as SocketClient, reading);
@@ -117,7 +107,8 @@ function watchedPool(url: string, applicationName: string) {
     pool,
     bytes: () =>
       [...clients].reduce((sum, client) => sum + (client.connection.stream.bytesRead ?? 0), 0),
-    cpu: (): BackendCpu => {
+    cpu: (): BackendCpu | null => {
+      if (!ownBackends) return null;
       let ticks = 0;
       let ns: number | null = 0;
       let unread = 0;
@@ -341,7 +332,7 @@ async function naive(
 async function runOnce(request: RunRequest): Promise<RunReport> {
   const startedAt = Date.now();
   const started = performance.now();
-  const source = watchedPool(request.sourceUrl, request.applicationName);
+  const source = watchedPool(request.sourceUrl, request.applicationName, request.ownBackends);
   const target = new pg.Pool({
     connectionString: request.targetUrl,
     application_name: request.applicationName,

@@ -1,6 +1,6 @@
 /**
  * npm run bench:fleet [-- --agents 20] [--rounds 5] [--registers 2000] [--modes incremental,full,naive]
- *                      [--mix 0.1] [--tenants N] [--tenant-indexes] [--no-jit]
+ *                      [--mix 0.1] [--tenants N] [--tenant-indexes] [--no-jit] [--pgbouncer]
  *
  * What a fleet of sites costs the Client System. Starts its own PostgreSQL with one source
  * database (the Client System's schema, `src/sample/client-system-schema.ts`) holding one tenant
@@ -12,7 +12,8 @@
  * `--tenants` (default: as many as agents) puts more tenants in the source than agents sync, to
  * see how a run's cost grows with the source's size; `--tenant-indexes` adds indexes on the
  * tenant columns and on device_register (register_id), which the Client System schema lacks;
- * `--no-jit` starts the server with `jit = off`.
+ * `--no-jit` starts the server with `jit = off`; `--pgbouncer` puts PgBouncer in transaction
+ * pooling between the agents and the source (below).
  *
  * `--agents` agent processes (bench/fleet-agent.ts), one tenant each, sync all at once, phase by
  * phase: the first sync, then `--rounds` rounds of a sync with nothing changed and a sync after 1%
@@ -31,18 +32,30 @@
  * Prints the machine, a table per phase and mode, the totals per phase, and a capacity projection
  * for 1,000 and 10,000 sites syncing every 5 minutes computed from the measured figures; writes
  * everything to bench/results/fleet-<date>.json.
+ *
+ * With `--pgbouncer` the agents reach the source through a PgBouncer of their own
+ * (`scripts/pgbouncer.ts`, transaction pooling); the sync databases are still reached directly.
+ * Each agent keeps its role, so PgBouncer keeps a pool per site role (of at most
+ * `SERVER_CONNECTIONS_PER_ROLE` server connections, never closed for idleness) and every server
+ * backend belongs to one agent. Those backends outlive a run, so the benchmark reads the CPU of
+ * each role's server backends (found in pg_stat_activity) before the agents start and again when
+ * an agent reports: a run's CPU is the difference, and a backend started during the run counts
+ * whole, start-up included. Nothing else connects as a site role. Bytes are then those between
+ * the agent and PgBouncer; pg_stat_statements still sees each site's role.
  */
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { findPgBouncer, type PgBouncer, startPgBouncer } from '../scripts/pgbouncer.js';
 import { startPostgres } from '../scripts/postgres.js';
 import { syncSchemaSql } from '../src/index.js';
 import { clientSystemSchemaSql } from '../src/sample/client-system-schema.js';
 import { mulberry32 } from '../test/faults/support/figures.js';
-import type { FleetMode, RunReport, RunRequest } from './fleet-agent.js';
+import type { BackendCpu, FleetMode, RunReport, RunRequest } from './fleet-agent.js';
 import { withPool } from './pool.js';
+import { type ProcReading, readProc } from './proc.js';
 
 const args = process.argv.slice(2);
 const option = (name: string) => {
@@ -68,12 +81,20 @@ for (const mode of modes)
 /** Share of runs in the steady state that find 1% of the registers changed. */
 const changedShare = Number(option('mix') ?? 0.1);
 if (!(changedShare >= 0 && changedShare <= 1)) throw new Error('--mix must be between 0 and 1');
+const pgBouncerProgram = args.includes('--pgbouncer') ? findPgBouncer() : undefined;
+if (args.includes('--pgbouncer') && !pgBouncerProgram)
+  throw new Error('--pgbouncer: no pgbouncer program (Debian: apt-get install pgbouncer)');
 
 const DEVICES_PER_TENANT = 5;
 const METERS_PER_TENANT = 5;
 const ELEMENTS_PER_METER = 3;
 const INTERVAL_SECONDS = 300;
 const FLEET_SIZES = [1_000, 10_000];
+/**
+ * PgBouncer's `default_pool_size`: server connections per site role (its pool is per database and
+ * user). A run uses one source connection at a time; the second spares a run a wait.
+ */
+const SERVER_CONNECTIONS_PER_ROLE = 2;
 
 /** Each round changes this share of a tenant's registers. */
 const CHANGED = Math.max(1, Math.round(registersPerTenant * 0.01));
@@ -123,6 +144,16 @@ const machine = {
 };
 const roleOf = (tenant: number) => `site_${tenant}`;
 const tenants = Array.from({ length: agentCount }, (_, i) => i + 1);
+const sourceDatabases = ['source_warmup', ...modes.map((mode) => `source_${mode}`)];
+
+/** How the agents reach the source: directly, or through PgBouncer (started with the run). */
+const pgBouncerVersion = pgBouncerProgram
+  ? (execFileSync(pgBouncerProgram, ['--version']).toString().split('\n')[0]?.trim() ?? 'PgBouncer')
+  : undefined;
+let bouncer: PgBouncer | undefined;
+const sourceConnection = pgBouncerVersion
+  ? `through ${pgBouncerVersion} in transaction pooling (a pool per site role, at most ${SERVER_CONNECTIONS_PER_ROLE} server connections each)`
+  : 'connecting directly';
 
 interface RunRecord {
   mode: FleetMode;
@@ -132,12 +163,17 @@ interface RunRecord {
   ok: boolean;
   error?: string;
   ms: number;
-  /** utime + stime of the run's source backends, in ms. */
+  /**
+   * utime + stime of the run's source backends, in ms. Through PgBouncer: of its role's server
+   * backends between the run's start and end.
+   */
   cpuMs: number;
   /** On-CPU time of the run's source backends (schedstat), in ms; null where unavailable. */
   cpuSchedMs: number | null;
   backends: number;
   unreadBackends: number;
+  /** Through PgBouncer: server backends started during the run (their start-up is in cpuMs). */
+  startedBackends?: number;
   sourceBytes: number;
   /** pg_stat_statements of the agent's source role, top-level statements. */
   execMs: number;
@@ -372,10 +408,56 @@ const requestFor = (
   run: ++runNumber,
   mode,
   tenantId: agent.tenant,
-  sourceUrl: server.url(sourceDatabase).replace('postgres@', `${roleOf(agent.tenant)}@`),
+  sourceUrl: bouncer
+    ? bouncer.url(sourceDatabase, roleOf(agent.tenant))
+    : server.url(sourceDatabase).replace('postgres@', `${roleOf(agent.tenant)}@`),
   targetUrl: server.url(targetOf(agent.tenant)),
   applicationName: `fleet-${roleOf(agent.tenant)}`,
+  ownBackends: bouncer === undefined,
 });
+
+/** A role's server backends, by pid and start time (a pid may come again), with their CPU so far. */
+type Backends = Map<string, ProcReading>;
+
+/** The source's backends of each role (through PgBouncer: its server connections) and their CPU. */
+async function backendsOf(database: string, roles: readonly string[]) {
+  const { rows } = await admin.query(
+    `SELECT usename AS role, pid, backend_start::text AS started
+       FROM pg_stat_activity
+      WHERE datname = $1 AND usename = ANY($2) AND backend_type = 'client backend'`,
+    [database, roles],
+  );
+  const byRole = new Map<string, Backends>(roles.map((role) => [role, new Map()]));
+  for (const row of rows) {
+    const reading = readProc(row.pid);
+    if (reading) byRole.get(row.role)?.set(`${row.pid}@${row.started}`, reading);
+  }
+  return byRole;
+}
+
+/**
+ * The CPU a role's backends spent between two readings: a backend there at both counts the
+ * difference, one that started in between counts whole (start-up included), one that ended in
+ * between is unread (its CPU after the first reading is missing).
+ */
+function cpuBetween(before: Backends, after: Backends): { cpu: BackendCpu; started: number } {
+  let ticks = 0;
+  let ns: number | null = 0;
+  let started = 0;
+  for (const [key, end] of after) {
+    const start = before.get(key);
+    if (!start) started++;
+    ticks += end.ticks - (start?.ticks ?? 0);
+    ns =
+      ns === null || end.ns === null || (start !== undefined && start.ns === null)
+        ? null
+        : ns + end.ns - (start?.ns ?? 0);
+  }
+  const gone = [...before.keys()].filter((key) => !after.has(key)).length;
+  return { cpu: { ticks, ns, backends: after.size + gone, unread: gone }, started };
+}
+
+const NO_CPU: BackendCpu = { ticks: 0, ns: null, backends: 0, unread: 0 };
 
 /** One unmeasured sync per agent, so that no mode's figures carry a process's warm-up. */
 async function warmUp(agents: readonly Agent[]) {
@@ -401,13 +483,31 @@ async function runPhase(
   targetOf: (tenant: number) => string,
 ) {
   await admin.query('SELECT pg_stat_statements_reset()');
+  // Through PgBouncer, the server backends the agents' roles have before the phase: idle, since
+  // nothing else connects as those roles.
+  const before = bouncer
+    ? await backendsOf(
+        sourceDatabase,
+        agents.map((agent) => roleOf(agent.tenant)),
+      )
+    : undefined;
   const started = performance.now();
-  const reports = await Promise.all(
-    agents.map((agent) => agent.run(requestFor(agent, mode, sourceDatabase, targetOf))),
+  const results = await Promise.all(
+    agents.map(async (agent) => {
+      const report = await agent.run(requestFor(agent, mode, sourceDatabase, targetOf));
+      const arrived = performance.now();
+      if (!before) return { report, arrived, cpu: report.cpu ?? NO_CPU };
+      // The run is over and its role's backends idle again: read them before the next phase.
+      const role = roleOf(agent.tenant);
+      const after = (await backendsOf(sourceDatabase, [role])).get(role) as Backends;
+      const measured = cpuBetween(before.get(role) ?? new Map(), after);
+      return { report, arrived, cpu: measured.cpu, startedBackends: measured.started };
+    }),
   );
-  const wallMs = performance.now() - started;
+  const wallMs = Math.max(...results.map((r) => r.arrived)) - started;
+  const reports = results.map((r) => r.report);
   const statements = await statementsByRole(sourceDatabase);
-  for (const [index, report] of reports.entries()) {
+  for (const [index, { report, cpu, startedBackends }] of results.entries()) {
     const tenant = agents[index]?.tenant as number;
     const s = statements.byRole.get(roleOf(tenant));
     runs.push({
@@ -418,10 +518,11 @@ async function runPhase(
       ok: report.ok,
       ...(report.error ? { error: report.error } : {}),
       ms: report.ms,
-      cpuMs: (report.cpu.ticks * 1000) / clockTicks,
-      cpuSchedMs: report.cpu.ns === null ? null : report.cpu.ns / 1e6,
-      backends: report.cpu.backends,
-      unreadBackends: report.cpu.unread,
+      cpuMs: (cpu.ticks * 1000) / clockTicks,
+      cpuSchedMs: cpu.ns === null ? null : cpu.ns / 1e6,
+      backends: cpu.backends,
+      unreadBackends: cpu.unread,
+      ...(startedBackends === undefined ? {} : { startedBackends }),
       sourceBytes: report.sourceBytes,
       execMs: s?.ms ?? 0,
       rows: s?.rows ?? 0,
@@ -491,12 +592,28 @@ const startedAll = performance.now();
 const agents: Agent[] = [];
 try {
   console.error(
-    `Source: ${tenantCount} tenants × ${registersPerTenant} registers, device_register ${tenantCount * registersPerTenant} rows; ${agentCount} agents, ${rounds} rounds`,
+    `Source: ${tenantCount} tenants × ${registersPerTenant} registers, device_register ${tenantCount * registersPerTenant} rows; ${agentCount} agents, ${rounds} rounds; agents ${sourceConnection}`,
   );
   for (const tenant of tenants) {
     await admin.query(`DROP ROLE IF EXISTS ${roleOf(tenant)}`);
     await admin.query(`CREATE ROLE ${roleOf(tenant)} LOGIN`);
   }
+  if (pgBouncerProgram)
+    bouncer = await startPgBouncer({
+      upstream: server,
+      poolMode: 'transaction',
+      databases: sourceDatabases,
+      users: tenants.map(roleOf),
+      settings: {
+        default_pool_size: SERVER_CONNECTIONS_PER_ROLE,
+        // Up to 3 connections per agent's source pool.
+        max_client_conn: Math.max(100, agentCount * 3 + 20),
+        // Server connections stay for the whole benchmark: a backend that ended between a run's
+        // start and end would take its CPU with it.
+        server_idle_timeout: 0,
+        server_lifetime: 86_400,
+      },
+    });
   await createDatabase('source_template');
   await withDatabase('source_template', async (pool) => {
     await pool.query(clientSystemSchemaSql);
@@ -541,6 +658,7 @@ try {
 } finally {
   await Promise.all(agents.map((agent) => agent.stop()));
   await admin.end();
+  await bouncer?.stop();
   await server.stop();
 }
 
@@ -576,6 +694,8 @@ interface Summary {
   writesPerRun: { inserted: number; updated: number; deleted: number };
   detection: Record<string, Record<string, number>>;
   unreadBackends: number;
+  /** Through PgBouncer: server backends started per run; null when direct (one per connection). */
+  startedBackendsPerRun: number | null;
   /** Per phase (all agents at once), mean over its rounds. */
   perPhase: { cpuMs: number; execMs: number; bytes: number; rows: number; wallMs: number };
   evictedStatements: number;
@@ -632,6 +752,7 @@ for (const mode of modes) {
       },
       detection,
       unreadBackends: total((r) => r.unreadBackends),
+      startedBackendsPerRun: bouncer ? mean(these.map((r) => r.startedBackends ?? 0)) : null,
       perPhase: {
         cpuMs: total(cpuOf) / instances.length,
         execMs: total((r) => r.execMs) / instances.length,
@@ -705,9 +826,11 @@ const sourceShape =
 
 const lines = [
   `Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GiB; load average at start ${machine.loadAverageAtStart.join(' ')}; Node ${machine.node}; ${machine.postgres}`,
-  `Fleet: ${agentCount} sites syncing at once, ${sourceShape}: ${DEVICES_PER_TENANT} devices, ${METERS_PER_TENANT} meters × ${ELEMENTS_PER_METER} elements, ${registersPerTenant.toLocaleString('en')} registers per tenant (${registersTotal.toLocaleString('en')} in all); device_register ${registersTotal.toLocaleString('en')} rows shared by all; ${tenantIndexes ? 'indexes on the tenant columns and device_register (register_id) added' : 'the Client System schema as it is (no index on tenant columns)'}; jit ${jitSetting}. ${rounds} rounds of "no change" and "1% changed" (per tenant and round: ${UPDATES} registers updated, ${INSERTS} inserted, ${DELETES} deleted; device_register: ${INSERTS} added, ${DELETES} removed, ${MOVES} moved to another device).`,
-  "The source and every site's sync database are databases of one local PostgreSQL server: the sync databases' work shares its CPU, and only the source backends are counted.",
-  `Source CPU: utime + stime of each run's source backends from /proc/<pid>/stat (CLK_TCK ${clockTicks}, so ${1000 / clockTicks} ms steps per backend)${haveSchedstat ? ', and their on-CPU time from /proc/<pid>/schedstat (ns), which the projection uses' : ''}. Source exec: pg_stat_statements total_exec_time of top-level statements of the agent's role; rows: their rows (FETCH and COPY rows included). Bytes: read on the agent's source sockets, connection start-up included. Source exec is execution time on the server's clock, so on a busy machine it includes waiting for a CPU (and, for COPY, for the client). Each run opens its own connections.`,
+  `Fleet: ${agentCount} sites syncing at once ${sourceConnection}, ${sourceShape}: ${DEVICES_PER_TENANT} devices, ${METERS_PER_TENANT} meters × ${ELEMENTS_PER_METER} elements, ${registersPerTenant.toLocaleString('en')} registers per tenant (${registersTotal.toLocaleString('en')} in all); device_register ${registersTotal.toLocaleString('en')} rows shared by all; ${tenantIndexes ? 'indexes on the tenant columns and device_register (register_id) added' : 'the Client System schema as it is (no index on tenant columns)'}; jit ${jitSetting}. ${rounds} rounds of "no change" and "1% changed" (per tenant and round: ${UPDATES} registers updated, ${INSERTS} inserted, ${DELETES} deleted; device_register: ${INSERTS} added, ${DELETES} removed, ${MOVES} moved to another device).`,
+  `The source and every site's sync database are databases of one local PostgreSQL server: the sync databases' work shares its CPU, and only the source backends are counted.${bouncer ? ' PgBouncer runs on the same machine; its own CPU is not counted. The sync databases are reached directly.' : ''}`,
+  bouncer
+    ? `Source CPU: of the server backends of each run's site role (PgBouncer's server connections, from pg_stat_activity), what they spent between the run's start and its end: utime + stime from /proc/<pid>/stat (CLK_TCK ${clockTicks}, so ${1000 / clockTicks} ms steps per backend)${haveSchedstat ? ', and on-CPU time from /proc/<pid>/schedstat (ns), which the projection uses' : ''}; a server backend started during the run counts whole, start-up included. Source exec: pg_stat_statements total_exec_time of top-level statements of the agent's role; rows: their rows (FETCH and COPY rows included). Bytes: read on the agent's sockets to PgBouncer, so between the agent and PgBouncer (not between PgBouncer and the server), connection start-up to PgBouncer included. Source exec is execution time on the server's clock, so on a busy machine it includes waiting for a CPU (and, for COPY, for the client). Each run opens its own connections to PgBouncer; PgBouncer keeps its server connections from run to run, so a mode's first sync starts them and later runs reuse them.`
+    : `Source CPU: utime + stime of each run's source backends from /proc/<pid>/stat (CLK_TCK ${clockTicks}, so ${1000 / clockTicks} ms steps per backend)${haveSchedstat ? ', and their on-CPU time from /proc/<pid>/schedstat (ns), which the projection uses' : ''}. Source exec: pg_stat_statements total_exec_time of top-level statements of the agent's role; rows: their rows (FETCH and COPY rows included). Bytes: read on the agent's source sockets, connection start-up included. Source exec is execution time on the server's clock, so on a busy machine it includes waiting for a CPU (and, for COPY, for the client). Each run opens its own connections.`,
   '',
   `| phase | mode | agents | runs | source CPU ms/run (stat) | source CPU ms/run (schedstat) | source exec ms/run | bytes/run | rows/run | p50 run ms | p95 run ms | writes/run (ins/upd/del) | failed |`,
   '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
@@ -759,8 +882,22 @@ for (const [mode, check] of Object.entries(verification))
       ? `${mode}: every sync database equals its tenant's rows on the source after the last round.`
       : `${mode}: ${check.mismatches.length} differences from the source after the last round (see the JSON).`,
   );
+if (bouncer) {
+  const started = summaries.map(
+    (s) => `${s.mode} ${s.phase} ${number(s.startedBackendsPerRun, 2)}`,
+  );
+  const most = Math.max(0, ...runs.map((r) => r.backends));
+  notes.push(
+    `Server connections PgBouncer started per run: ${started.join(', ')}; most server backends of one role at a run's end: ${most}.`,
+  );
+}
 const unread = summaries.reduce((a, s) => a + s.unreadBackends, 0);
-if (unread > 0) notes.push(`${unread} source backends ended before their CPU could be read.`);
+if (unread > 0)
+  notes.push(
+    bouncer
+      ? `${unread} server backends ended during a run: their CPU after the run's start is missing.`
+      : `${unread} source backends ended before their CPU could be read.`,
+  );
 const evicted = Math.max(0, ...summaries.map((s) => s.evictedStatements));
 if (evicted > 0)
   notes.push(`pg_stat_statements evicted ${evicted} entries in a phase: its figures undercount.`);
@@ -796,6 +933,16 @@ writeFileSync(
         changedShare,
         intervalSeconds: INTERVAL_SECONDS,
         sameServer: true,
+        sourceConnection: bouncer ? 'pgbouncer' : 'direct',
+        pgbouncer: bouncer
+          ? {
+              version: pgBouncerVersion,
+              poolMode: 'transaction',
+              serverConnectionsPerRole: SERVER_CONNECTIONS_PER_ROLE,
+              bytes: 'between the agent and PgBouncer',
+              cpu: "each run's role's server backends, difference between the run's start and end",
+            }
+          : null,
       },
       summaries,
       projections,
