@@ -317,6 +317,8 @@ export interface SyncDatabase {
 
 /** Limits for one transaction (PostgreSQL only; ignored by emulators). */
 export interface TransactionOptions {
+  /** The entity the transaction is for, named in the errors it raises before `work` runs. */
+  readonly entity?: string | undefined;
   /** `statement_timeout` for each statement, in milliseconds. */
   readonly statementTimeoutMs?: number | undefined;
   /** `lock_timeout`: how long a statement may wait for a row or table lock, in milliseconds. */

@@ -28,6 +28,7 @@ export async function syncEntity(context: RunContext, entity: AnyEntity): Promis
         try {
           await renewSourceIfBroken(context, retry.attempts > 1);
           return await context.target.transaction((db) => syncEntityRows(context, db, entity), {
+            entity: entity.name,
             statementTimeoutMs,
             lockTimeoutMs,
           });

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { createPgSyncDatabase, defineEntity } from '../../src/index.js';
 import { createDatabase, openPool } from '../support/postgres.js';
@@ -46,5 +47,38 @@ describe('SyncDatabase on PostgreSQL', () => {
     expect(await createPgSyncDatabase(openPool(url)).query(reading)).toEqual([
       { meter_id: 1n, element: 'A', tenant_id: 1, value: '1', tags: null, extra: null },
     ]);
+  });
+
+  it("names the entity when the session's connection is lost and a new one cannot be made", async () => {
+    const { url, pool: admin } = await createDatabase('syncdb');
+    const application = `reconnect_${process.pid}`;
+    const sessions = new pg.Pool({ connectionString: url, application_name: application, max: 2 });
+    sessions.on('error', () => undefined);
+    let refuse = false;
+    const pool = {
+      async connect() {
+        if (refuse)
+          throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), {
+            code: 'ECONNREFUSED',
+          });
+        return sessions.connect();
+      },
+    };
+    try {
+      await createPgSyncDatabase(pool).session(async (db) => {
+        await db.transaction(async () => undefined, { entity: 'meter' });
+        await admin.query(
+          'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1',
+          [application],
+        );
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        refuse = true;
+        await expect(db.transaction(async () => undefined, { entity: 'meter' })).rejects.toThrow(
+          /^meter: connecting to the sync database again failed: connect ECONNREFUSED/,
+        );
+      });
+    } finally {
+      await sessions.end();
+    }
   });
 });

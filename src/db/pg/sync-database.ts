@@ -451,7 +451,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
    * entity's retry needs it). A session-level advisory lock went with the old connection: then
    * the run cannot go on.
    */
-  const reconnectIfBroken = async () => {
+  const reconnectIfBroken = async (entity?: string) => {
     const state = connection.session;
     if (!state?.broken || connection.inTransaction) return;
     if (state.lock?.kind === 'session') {
@@ -463,7 +463,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     try {
       next = await pool.connect();
     } catch (error) {
-      throw databaseError(error, undefined, 'connecting to the sync database again');
+      throw databaseError(error, entity, 'connecting to the sync database again');
     }
     state.stopListening();
     state.client.release(state.broken);
@@ -579,7 +579,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     ) {
       if (connection.inTransaction) return work(db);
       const caps = await capabilities();
-      await reconnectIfBroken();
+      await reconnectIfBroken(options.entity);
       const held = connection.session?.lock;
       if (held?.kind === 'row') await renewRowLock(held.holder);
       return run(async (client) => {
