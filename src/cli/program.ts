@@ -104,14 +104,11 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
     .option('--entities <names>', 'only the tables of these entities, comma-separated')
     .option('--print', 'print the DDL instead of running it');
 
-  const syncOptions = (cmd: Command) =>
+  /** Options of every command that runs syncs: `run` says which (`the run`, `a run`). */
+  const runOptions = (cmd: Command, run: string) =>
     cmd
-      .option('--tenant <id>', 'the tenant to sync (required by tenant-scoped entities)')
-      .option('--entities <names>', 'sync only these entities, comma-separated (e.g. device,meter)')
-      .option('--wait', 'wait for another sync into the target to finish instead of exiting with 3')
-      .option('--statement-timeout <ms>', 'statement_timeout for every statement of the run')
-      .option('--lock-timeout <ms>', 'lock_timeout for every target statement of the run')
-      .option('--full', 'compare every row this run, whatever the watermarks say')
+      .option('--statement-timeout <ms>', `statement_timeout for every statement of ${run}`)
+      .option('--lock-timeout <ms>', `lock_timeout for every target statement of ${run}`)
       .option(
         '--no-incremental',
         'compare every row, never only the rows changed since the last sync',
@@ -119,7 +116,23 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
       .option(
         '--retries <n>',
         'tries of an entity again after a transient failure (default 2; 0 for none)',
-      )
+      );
+
+  const syncOptions = (cmd: Command) =>
+    runOptions(
+      cmd
+        .option('--tenant <id>', 'the tenant to sync (required by tenant-scoped entities)')
+        .option(
+          '--entities <names>',
+          'sync only these entities, comma-separated (e.g. device,meter)',
+        )
+        .option(
+          '--wait',
+          'wait for another sync into the target to finish instead of exiting with 3',
+        ),
+      'the run',
+    )
+      .option('--full', 'compare every row this run, whatever the watermarks say')
       .option('--verbose', 'with a dry run, list the key of every row that would change');
 
   syncOptions(
@@ -157,30 +170,23 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
     .option('--tenant <id>', 'the tenant a source query is described with')
     .option('--entities <names>', 'check only these entities, comma-separated');
 
-  command(
-    'agent',
-    'sync on a schedule until SIGTERM or SIGINT, one line per run',
-    ['source', 'target'],
-    'warn',
-    (settings, out, logger) => runAgentCommand(settings, out, logger),
-  )
-    .option('--tenant <id>', 'the tenant to sync (required by tenant-scoped entities)')
-    .option('--entities <names>', 'sync only these entities, comma-separated')
-    .option(
-      '--schedule <ms|cron>',
-      "interval in milliseconds or a cron expression (default: the config's)",
+  runOptions(
+    command(
+      'agent',
+      'sync on a schedule until SIGTERM or SIGINT, one line per run',
+      ['source', 'target'],
+      'warn',
+      (settings, out, logger) => runAgentCommand(settings, out, logger),
     )
-    .option('--wait', 'wait for another sync holding the lock instead of skipping the run')
-    .option('--statement-timeout <ms>', 'statement_timeout for every statement of a run')
-    .option('--lock-timeout <ms>', 'lock_timeout for every target statement of a run')
-    .option(
-      '--no-incremental',
-      'compare every row, never only the rows changed since the last sync',
-    )
-    .option(
-      '--retries <n>',
-      'tries of an entity again after a transient failure (default 2; 0 for none)',
-    );
+      .option('--tenant <id>', 'the tenant to sync (required by tenant-scoped entities)')
+      .option('--entities <names>', 'sync only these entities, comma-separated')
+      .option(
+        '--schedule <ms|cron>',
+        "interval in milliseconds or a cron expression (default: the config's)",
+      )
+      .option('--wait', 'wait for another sync holding the lock instead of skipping the run'),
+    'a run',
+  );
 
   program
     .command('demo')

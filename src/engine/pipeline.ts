@@ -28,7 +28,7 @@ import { DataError, SchemaError } from '../errors.js';
 import type { RunContext } from './context.js';
 import { chooseDetection, type DetectionReport, recordWatermark } from './detection.js';
 import type { Keys, Outcome } from './outcome.js';
-import { encodeKey, planDeletion, splitOrphans } from './references.js';
+import { decodeKey, encodeKey, planDeletion, splitOrphans } from './references.js';
 import type { ChangeKey } from './result.js';
 import { allSettledOrFirstError } from './settle.js';
 
@@ -123,7 +123,7 @@ export async function syncEntityRows(
  */
 async function judgeTakenRowsAsNew(run: EntityRun): Promise<void> {
   const { context, db, entity, request, parser, outcome, takenByParents } = run;
-  const keys = [...takenByParents].map((key) => JSON.parse(key) as TextKey);
+  const keys = [...takenByParents].map(decodeKey);
   for (let start = 0; start < keys.length; start += BATCH_ROWS) {
     const rows = await context.source.rowsByKey(
       entity,

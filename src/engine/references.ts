@@ -6,6 +6,9 @@ import type { RunContext } from './context.js';
 /** One map key per text key. */
 export const encodeKey = (key: TextKey): string => JSON.stringify(key);
 
+/** The text key a map key stands for. */
+export const decodeKey = (encoded: string): TextKey => JSON.parse(encoded) as TextKey;
+
 /** The child columns of a reference, in the order of the parent's key. */
 export function childColumns(parent: AnyEntity, reference: EntityReference): string[] {
   return parent.key.map(

@@ -434,6 +434,13 @@ describe('performSync when a source backend is terminated in the middle of a rea
   // As text: the source's and the target's integer types differ.
   const registers = 'SELECT register_id::text, unit FROM register ORDER BY register_id';
   const links = 'SELECT device_id::text, register_id::text FROM device_register ORDER BY 1, 2';
+  /** The target's registers are tenant 1's on the source, and its links the source's. */
+  async function expectTargetEqualsTenant(source: pg.Pool, target: pg.Pool) {
+    expect((await target.query(registers)).rows).toEqual(
+      (await source.query(registers.replace('ORDER', 'WHERE tenant_id = 1 ORDER'))).rows,
+    );
+    expect((await target.query(links)).rows).toEqual((await source.query(links)).rows);
+  }
 
   it.each([
     { retry: undefined, name: 'the default retries' },
@@ -489,11 +496,7 @@ describe('performSync when a source backend is terminated in the middle of a rea
           updated: 1,
           deleted: 1,
         });
-        expect((await local.pool.query(registers)).rows).toEqual(
-          (await remote.pool.query(`${registers.replace('ORDER', 'WHERE tenant_id = 1 ORDER')}`))
-            .rows,
-        );
-        expect((await local.pool.query(links)).rows).toEqual((await remote.pool.query(links)).rows);
+        await expectTargetEqualsTenant(remote.pool, local.pool);
       }
     },
   );
@@ -553,11 +556,7 @@ describe('performSync when a source backend is terminated in the middle of a rea
           deleted: 1,
         });
         expect(events.some((event) => event.type === 'entity-retry')).toBe(true);
-        expect((await local.pool.query(registers)).rows).toEqual(
-          (await remote.pool.query(`${registers.replace('ORDER', 'WHERE tenant_id = 1 ORDER')}`))
-            .rows,
-        );
-        expect((await local.pool.query(links)).rows).toEqual((await remote.pool.query(links)).rows);
+        await expectTargetEqualsTenant(remote.pool, local.pool);
       }
     },
   );

@@ -279,13 +279,17 @@ describe('failures while reading', () => {
 });
 
 describe('an empty table loaded in bulk', () => {
-  const item = defineEntity({
-    name: 'item',
-    table: 'item',
-    columns: z.object({ id: col.int(), tenant_id: col.int(), label: col.text() }),
-    key: ['id'],
-    tenantColumn: 'tenant_id',
-  });
+  /** The source's `item`, synced into `table`. */
+  const itemInto = (table: string) =>
+    defineEntity({
+      name: 'item',
+      table,
+      columns: z.object({ id: col.int(), tenant_id: col.int(), label: col.text() }),
+      key: ['id'],
+      tenantColumn: 'tenant_id',
+      source: { table: 'item' },
+    });
+  const item = itemInto('item');
   async function pair(rows: string) {
     const remote = await createDatabase('bulk_remote');
     const local = await createDatabase('bulk_local');
@@ -346,14 +350,7 @@ describe('an empty table loaded in bulk', () => {
     asWriter.username = 'bulk_writer';
     asWriter.password = '';
     const writer = openPool(asWriter.toString(), 2);
-    const copy = defineEntity({
-      name: 'item',
-      table: 'item_copy',
-      columns: z.object({ id: col.int(), tenant_id: col.int(), label: col.text() }),
-      key: ['id'],
-      tenantColumn: 'tenant_id',
-      source: { table: 'item' },
-    });
+    const copy = itemInto('item_copy');
     const second = await performSync({
       source: remote.pool,
       target: writer,

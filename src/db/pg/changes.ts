@@ -104,6 +104,19 @@ export function trackChanges(
 ): PgChangeTracking {
   const now = BigInt(clock.now);
   const xmin = BigInt(clock.xmin);
+  const identities = new Map<string, Promise<string | undefined>>();
+  const readTableIdentity = async (entity: AnyEntity) => {
+    if (entity.source.kind !== 'table') return undefined;
+    const source = entity.source;
+    const columns = entity.columnNames.map((column: string) => source.columns[column] ?? column);
+    const [kind, identity] = await run(
+      entity,
+      'reading the source table identity',
+      tableIdentityStatement(source.table, columns),
+      firstRow,
+    );
+    return TRACKED_KINDS.has(String(kind)) ? String(identity) : undefined;
+  };
   return {
     origin: `${clock.system}:${clock.timeline}:${clock.database}`,
     watermark: clock.xmin,
@@ -117,17 +130,16 @@ export function trackChanges(
     },
     ageing: (watermark) => now - BigInt(watermark) >= SAFE_DISTANCE,
     within: (watermark) => (now - BigInt(watermark)).toString(),
-    async tableIdentity(entity) {
-      if (entity.source.kind !== 'table') return undefined;
-      const source = entity.source;
-      const columns = entity.columnNames.map((column: string) => source.columns[column] ?? column);
-      const [kind, identity] = await run(
-        entity,
-        'reading the source table identity',
-        tableIdentityStatement(source.table, columns),
-        firstRow,
-      );
-      return TRACKED_KINDS.has(String(kind)) ? String(identity) : undefined;
+    tableIdentity(entity) {
+      // Asked again for a parent that entities are read through: its tables are locked for the
+      // snapshot, so the answer stands.
+      let found = identities.get(entity.name);
+      if (!found) {
+        found = readTableIdentity(entity);
+        identities.set(entity.name, found);
+        found.catch(() => identities.delete(entity.name));
+      }
+      return found;
     },
     async census(entity, request, since): Promise<Census> {
       const shape = await shapeOf(entity, { ...request, changedSince: since });
