@@ -94,10 +94,11 @@ export interface PgChangeTracking extends ChangeTracking {
 /** Change tracking for one snapshot whose clock was read. */
 export function trackChanges(
   clock: Clock,
+  /** Runs a statement as a read of `entity`: its failure, the statement's making included, names both. */
   run: <T>(
     entity: AnyEntity,
     action: string,
-    statement: Statement,
+    statement: () => Statement | Promise<Statement>,
     read: (rows: unknown[]) => T,
   ) => Promise<T>,
   shapeOf: (entity: AnyEntity, request: ReadRequest) => Promise<ReadShape>,
@@ -112,7 +113,7 @@ export function trackChanges(
     const [kind, identity] = await run(
       entity,
       'reading the source table identity',
-      tableIdentityStatement(source.table, columns),
+      () => tableIdentityStatement(source.table, columns),
       firstRow,
     );
     return TRACKED_KINDS.has(String(kind)) ? String(identity) : undefined;
@@ -142,11 +143,10 @@ export function trackChanges(
       return found;
     },
     async census(entity, request, since): Promise<Census> {
-      const shape = await shapeOf(entity, { ...request, changedSince: since });
       const [rows, nullKeys, changed] = await run(
         entity,
         'counting source rows',
-        censusStatement(shape),
+        async () => censusStatement(await shapeOf(entity, { ...request, changedSince: since })),
         firstRow,
       );
       return {

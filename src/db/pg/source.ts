@@ -321,7 +321,7 @@ async function openSourceSnapshot(
     ? trackChanges(
         clock,
         (entity, action, statement, read) =>
-          attempt(entity, action, async () => read((await select(statement)).rows)),
+          attempt(entity, action, async () => read((await select(await statement())).rows)),
         shapeOf,
       )
     : undefined;
@@ -434,10 +434,9 @@ async function openSourceSnapshot(
           (key, hash, values) => ({ key, hash, values }),
         ).filter((row) => wanted.has(JSON.stringify(row.key)));
       }
-      const shape = await shapeOf(entity, request);
       const width = entity.key.length;
       try {
-        const result = await select(rowsByKeyStatement(shape, keys));
+        const result = await select(rowsByKeyStatement(await shapeOf(entity, request), keys));
         return result.rows.map((raw: unknown) => {
           const row = rowValues(raw) as string[];
           return {
