@@ -113,6 +113,20 @@ export interface Fingerprints {
   readonly nullKeys: number;
 }
 
+/** The keys in scope as 64-bit key hashes, 8 bytes each (big-endian), in no order. */
+export interface KeySet {
+  readonly hashes: Uint8Array;
+}
+
+/** The target's `KeySet`, which can name the keys behind some of its hashes. */
+export interface TargetKeySet extends KeySet {
+  /**
+   * The keys (as `keyHashes` gives keys) of the rows at these positions of `hashes` (counted in
+   * hashes), where each still holds the key it was read with; rows changed since are left out.
+   */
+  keysAt(positions: readonly number[]): Promise<TextKey[]>;
+}
+
 /** A key and the hash of its row's values (as `HashMode` says). */
 export interface KeyHash {
   readonly key: TextKey;
@@ -230,6 +244,11 @@ export interface SyncDatabase {
   /** How many rows in scope have a complete key. */
   count(entity: AnyEntity, request: ReadRequest): Promise<number>;
   /**
+   * Every key in scope with a complete key, as hashes the source's `keySet` matches; inside a
+   * transaction. `undefined` where this database cannot read them in bulk.
+   */
+  keySet?(entity: AnyEntity, request: ReadRequest): Promise<TargetKeySet | undefined>;
+  /**
    * What changes when the table is replaced or emptied other than by a sync (recreated,
    * truncated, rewritten): a watermark holds only for the table it was taken with.
    */
@@ -346,6 +365,11 @@ export interface SourceSnapshot {
     request: ReadRequest,
     keys: readonly TextKey[],
   ): Promise<SourceRow[]>;
+  /**
+   * Every key in scope with a complete key, as hashes; `undefined` where this source cannot read
+   * them in bulk (then keys are compared by bucket).
+   */
+  keySet?(entity: AnyEntity, request: ReadRequest): Promise<KeySet | undefined>;
   /** Up to `limit` rows in scope with a NULL in the key. */
   nullKeyRows(entity: AnyEntity, request: ReadRequest, limit: number): Promise<TextRow[]>;
   /**

@@ -12,15 +12,18 @@
  */
 import type {
   BucketSelection,
+  KeySet,
   ReadRequest,
   SourceRow,
   SyncDatabase,
   TableDescription,
+  TargetKeySet,
   TextKey,
   TextRow,
   TextValue,
 } from '../db/types.js';
 import { encodeValue } from '../diff/decode.js';
+import { compareKeySets } from '../diff/key-sets.js';
 import { keyOrders, mergeKeyHashes } from '../diff/merge.js';
 import { nullKeyError, type ParsedRow, repeatedKeyError, rowParser } from '../diff/parse-row.js';
 import type { AnyEntity } from '../entity/types.js';
@@ -30,10 +33,12 @@ import { chooseDetection, type DetectionReport, recordWatermark } from './detect
 import type { Keys, Outcome } from './outcome.js';
 import { decodeKey, encodeKey, planDeletion, splitOrphans } from './references.js';
 import type { ChangeKey } from './result.js';
-import { allSettledOrFirstError } from './settle.js';
+import { allSettledOrFirstError, settledLater } from './settle.js';
 
 /** Changes gathered before they are applied together. */
 const BATCH_ROWS = 5_000;
+/** Changed rows held, at most, before their batches are written. */
+const HELD_ROWS = 4 * BATCH_ROWS;
 /**
  * Rows per bucket. Each bucket costs 8 bytes on the wire and a group in the aggregate that
  * computes it. Measured at a million rows: 16 rows per bucket made an unchanged run's aggregate
@@ -234,17 +239,22 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
   );
   // Keys of new rows that are not on the target after their batch (skipped, or a dry run's).
   const absent = new Set<string>();
+  const keys: ReadRequest = { ...request, keysOnly: true };
+  let sourceKeys: Promise<KeySet | undefined> | undefined;
   if (census.changed > 0) {
     const read: ReadRequest = { ...request, changedSince: since, values: true };
     let upserts: Candidate[] = [];
     const flush = async () => {
-      const batch = upserts;
+      const pending = upserts;
       upserts = [];
-      const notWritten = await applyUpserts(context, db, entity, parser, batch, outcome);
-      for (const candidate of batch)
-        if (candidate.isNew && (context.dryRun || notWritten.has(encodeKey(candidate.key))))
-          absent.add(encodeKey(candidate.key));
-      run.progress('writing', outcome.writtenSoFar());
+      for (let i = 0; i < pending.length; i += BATCH_ROWS) {
+        const batch = pending.slice(i, i + BATCH_ROWS);
+        const notWritten = await applyUpserts(context, db, entity, parser, batch, outcome);
+        for (const candidate of batch)
+          if (candidate.isNew && (context.dryRun || notWritten.has(encodeKey(candidate.key))))
+            absent.add(encodeKey(candidate.key));
+        run.progress('writing', outcome.writtenSoFar());
+      }
     };
     let seen = 0;
     for await (const batch of collapseRepeatedKeys(context.source.rows(entity, read))) {
@@ -270,16 +280,22 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
           isNew: hash === undefined,
           repeats: row.repeats,
         });
-        if (upserts.length >= BATCH_ROWS) await flush();
+        // Held back a while: the last ones are written while the source's keys are read.
+        if (upserts.length >= HELD_ROWS) await flush();
       }
     }
+    // Rows the source deleted show already in the counts: its keys are read while the last
+    // changes are written.
+    const pendingNew = upserts.filter((candidate) => candidate.isNew).length;
+    if (
+      before + outcome.insertedSoFar() + pendingNew !== census.rows &&
+      census.rows <= KEY_SET_MAX_ROWS
+    )
+      sourceKeys = settledLater(context.source.keySet(entity, keys));
     await flush();
   }
-  const after = context.dryRun
-    ? before + outcome.insertedSoFar()
-    : census.changed > 0
-      ? await db.count(entity, request)
-      : before;
+  // Every row the target held and every changed one are counted: nothing else wrote to it.
+  const after = before + outcome.insertedSoFar();
   // The target holds every source row it held before and every changed one: with as many rows
   // as the source, it holds exactly the source's keys. Skipped rows break that count.
   if (after !== census.rows || outcome.skippedCandidates() > 0) {
@@ -287,19 +303,88 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
       { entity: entity.name, sourceRows: census.rows, targetRows: after },
       'entity keys compared',
     );
-    const keys: ReadRequest = { ...request, keysOnly: true };
-    // Buckets small enough that most hold one difference at most: fewer keys to read.
-    const differences = Math.abs(after - census.rows) + outcome.skippedCandidates();
-    const candidates = await chooseCandidates(context, db, entity, keys, differences * 32);
-    if (candidates.buckets?.only?.length !== 0)
-      await compareAndApply(
-        run,
-        { ...keys, buckets: candidates.buckets, values: false },
-        { byKey: true, emptyTable: false, known: absent },
-      );
+    const found =
+      Math.max(after, census.rows) <= KEY_SET_MAX_ROWS
+        ? await compareKeys(
+            run,
+            sourceKeys ?? context.source.keySet(entity, keys),
+            await db.keySet?.(entity, keys),
+            absent.size,
+          )
+        : undefined;
+    if (!found || !(await deleteTargetOnly(run, found))) {
+      // Buckets small enough that most hold one difference at most: fewer keys to read.
+      const differences = Math.abs(after - census.rows) + outcome.skippedCandidates();
+      const candidates = await chooseCandidates(context, db, entity, keys, differences * 32);
+      if (candidates.buckets?.only?.length !== 0)
+        await compareAndApply(
+          run,
+          { ...keys, buckets: candidates.buckets, values: false },
+          { byKey: true, emptyTable: false, known: absent },
+        );
+    }
   }
+  // A read of the source's keys begun for nothing still ends before the next read.
+  await sourceKeys?.catch(() => undefined);
   outcome.unchanged += census.rows - outcome.sourceRowsAccountedFor();
   return census.changed;
+}
+
+/** Above this many keys a side, a key set (14 bytes a key) nears PostgreSQL's 1 GB for a value. */
+const KEY_SET_MAX_ROWS = 50_000_000;
+
+/** Target rows whose key the source lacks, found by `compareKeys`. */
+interface TargetOnly {
+  readonly targetKeys: TargetKeySet;
+  readonly positions: readonly number[];
+}
+
+/**
+ * Finds the keys the source no longer holds from both sides' key hashes, read whole (8 bytes a
+ * key) and compared here: one pass of each table, where comparing by bucket takes a pass to
+ * summarise and another to read the keys of the buckets that differ. `undefined` where it
+ * cannot be sure of every key: a side that cannot read its keys in bulk, two keys with one
+ * hash, or source keys missing on the target other than the `expectedNew` the run left out
+ * (skipped, or not written by a dry run). The caller then compares keys by bucket.
+ */
+async function compareKeys(
+  run: EntityRun,
+  sourceKeySet: Promise<KeySet | undefined>,
+  targetKeys: TargetKeySet | undefined,
+  expectedNew: number,
+): Promise<TargetOnly | undefined> {
+  const { context, entity } = run;
+  const sourceKeys = await sourceKeySet;
+  if (!sourceKeys || !targetKeys) return undefined;
+  const difference = compareKeySets(sourceKeys.hashes, targetKeys.hashes);
+  context.logger.debug?.(
+    {
+      entity: entity.name,
+      sourceKeys: sourceKeys.hashes.length / 8,
+      targetKeys: targetKeys.hashes.length / 8,
+      targetOnly: difference.targetOnly.length,
+      sourceOnly: difference.sourceOnly,
+      ambiguous: difference.ambiguous,
+    },
+    'entity key sets compared',
+  );
+  if (difference.ambiguous || difference.sourceOnly !== expectedNew) return undefined;
+  return { targetKeys, positions: difference.targetOnly };
+}
+
+/**
+ * Deletes the target rows `compareKeys` found. False, having changed nothing, where one of them
+ * no longer holds the key it was read with.
+ */
+async function deleteTargetOnly(run: EntityRun, found: TargetOnly): Promise<boolean> {
+  const { context, db, entity, description, outcome } = run;
+  const missing = await found.targetKeys.keysAt(found.positions);
+  if (missing.length !== found.positions.length) return false;
+  for (let i = 0; i < missing.length; i += BATCH_ROWS) {
+    await applyMissing(context, db, entity, description, missing.slice(i, i + BATCH_ROWS), outcome);
+    run.progress('writing', outcome.writtenSoFar());
+  }
+  return true;
 }
 
 /**

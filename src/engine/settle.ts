@@ -15,3 +15,12 @@ export async function allSettledOrFirstError<T extends readonly unknown[]>(
     (outcome) => (outcome as PromiseFulfilledResult<unknown>).value,
   ) as unknown as T;
 }
+
+/**
+ * `work`, marked as handled: begun ahead, to be awaited later, or never where the caller fails
+ * first (its failure then is no unhandled rejection).
+ */
+export function settledLater<T>(work: Promise<T>): Promise<T> {
+  work.catch(() => undefined);
+  return work;
+}

@@ -1,4 +1,5 @@
 import type {
+  KeySet,
   ReadRequest,
   SourceDatabase,
   SourceRow,
@@ -76,6 +77,14 @@ export class RunSource implements SourceSnapshot {
 
   fingerprints(entity: AnyEntity, request: ReadRequest) {
     return this.watched(() => this.current.fingerprints(entity, request));
+  }
+
+  keySet(entity: AnyEntity, request: ReadRequest): Promise<KeySet | undefined> {
+    const snapshot = this.current;
+    if (!snapshot.keySet) return Promise.resolve(undefined);
+    return this.watched(() =>
+      (snapshot.keySet as NonNullable<typeof snapshot.keySet>)(entity, request),
+    );
   }
 
   bulkText(entity: AnyEntity, request: ReadRequest): AsyncIterable<Uint8Array> | undefined {

@@ -15,7 +15,7 @@ import type {
 } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
 import { CLOCK, type Clock, existingTables, lockTables, trackChanges } from './changes.js';
-import { copyOutBytes, copyOutRows, supportsCopy } from './copy.js';
+import { copyOutByteas, copyOutBytes, copyOutRows, supportsCopy } from './copy.js';
 import { cursorRows, FETCH_ROWS } from './cursor.js';
 import { emulatedRows, emulatedText, orderedKeyHashes } from './emulated.js';
 import { databaseError, sourceError } from './errors.js';
@@ -25,6 +25,7 @@ import {
   danglingRowsStatement,
   enforcedReferencesStatement,
   fingerprintsStatement,
+  keySetStatement,
   nullKeyRowsStatement,
   type ReadShape,
   rowsByKeyStatement,
@@ -266,7 +267,12 @@ async function openSourceSnapshot(
     return {
       types,
       castable: new Set(parseTextArray(row.castable)),
-      notNull: new Set(fields.filter((_, i) => notNull[i] === 'true').map((field) => field.name)),
+      // A query's outer join gives NULLs in a column its table holds NOT NULL: tables only.
+      notNull: new Set(
+        entity.source.kind === 'table'
+          ? fields.filter((_, i) => notNull[i] === 'true').map((field) => field.name)
+          : [],
+      ),
     };
   };
 
@@ -335,6 +341,16 @@ async function openSourceSnapshot(
       rollback: capabilities.transactional,
     },
     changes: tracking ?? { unavailable: untracked },
+
+    async keySet(entity, request) {
+      if (!real || !copyable(entity, request)) return undefined;
+      return attempt(entity, 'reading source keys', async () => {
+        const shape = await copyShapeOf(entity, request);
+        const copy = `COPY (${keySetStatement(shape, false).text}) TO STDOUT (FORMAT binary)`;
+        const [hashes = new Uint8Array()] = await copyOutByteas(client, copy);
+        return { hashes };
+      });
+    },
 
     fingerprints(entity, request) {
       return attempt(entity, 'summarising source buckets', async () => {

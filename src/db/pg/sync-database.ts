@@ -28,7 +28,7 @@ import type {
   TransactionOptions,
 } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
-import { copyInBytes, copyInRows, supportsCopy } from './copy.js';
+import { copyInBytes, copyInRows, copyOutByteas, supportsCopy } from './copy.js';
 import { cursorRows, FETCH_ROWS } from './cursor.js';
 import { emulatedRows, emulatedText, orderedKeyHashes, sameEmulatedText } from './emulated.js';
 import { databaseError } from './errors.js';
@@ -37,7 +37,10 @@ import { onConnectionLost, type PgClient, type PgPool } from './pool.js';
 import {
   countStatement,
   fingerprintsStatement,
+  keySetStatement,
+  keysAtStatement,
   namesOtherTenantsParent,
+  type ReadShape,
   rowsByKeyStatement,
   rowsStatement,
   targetShape,
@@ -258,6 +261,8 @@ let stagesMade = 0;
 
 const BULK_SAVEPOINT = 'meter_sync_bulk';
 const WATERMARK_SAVEPOINT = 'meter_sync_watermark';
+/** Where a COPY of the target's keys finds the tenant, which it cannot take as a parameter. */
+const TARGET_TENANT_SETTING = 'meter_sync.tenant';
 /** How often a run waiting for the sync lock looks at the lock row between the holder's entities. */
 const WAIT_POLL_MS = 200;
 /** What a table refuses in a bulk load that the row-by-row path names: keys, NULLs, lengths, checks. */
@@ -845,6 +850,63 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
         key: row.slice(0, width) as string[],
         hash: request.keysOnly ? '0' : String(row[width]),
       }));
+    },
+
+    async keySet(entity, request) {
+      const client = connection.client;
+      if (!client) throw new Error('keySet() needs a transaction');
+      if ((await emulated()) || !supportsCopy(client)) return undefined;
+      const action = 'reading target keys';
+      let shape: ReadShape;
+      let hashes: Uint8Array;
+      let places: Uint8Array;
+      try {
+        // COPY takes no parameters: the tenant comes from a setting, cast to each table's type.
+        const types = new Map<AnyEntity, string>();
+        const scoped = [entity, ...(request.scope.parents ?? []).map(({ parent }) => parent)];
+        for (const table of scoped)
+          if (table.tenantColumn !== undefined)
+            types.set(table, (await described(table)).get(table.tenantColumn)?.type ?? 'text');
+        if (request.scope.tenantId !== undefined)
+          await client.query(
+            setLocal(TARGET_TENANT_SETTING, String(tenantParameter(request.scope.tenantId))),
+          );
+        shape = targetShape(
+          entity,
+          request.columns,
+          request.scope,
+          (scopedEntity) =>
+            `CAST(current_setting('${TARGET_TENANT_SETTING}') AS ${types.get(scopedEntity) ?? 'text'})`,
+        );
+        const copy = `COPY (${keySetStatement(shape, true).text}) TO STDOUT (FORMAT binary)`;
+        [hashes = new Uint8Array(), places = new Uint8Array()] = await copyOutByteas(client, copy);
+      } catch (error) {
+        brokenBy(error);
+        throw databaseError(error, entity.name, action);
+      }
+      const rowsShape = targetShape(entity, request.columns, request.scope);
+      return {
+        hashes,
+        async keysAt(positions) {
+          if (positions.length === 0) return [];
+          const expected = new Map<string, string>();
+          const view = new DataView(hashes.buffer, hashes.byteOffset, hashes.byteLength);
+          for (const position of positions) {
+            const at = position * 6;
+            const block = ((places[at] as number) << 24) | ((places[at + 1] as number) << 16);
+            const tid = `(${(block | ((places[at + 2] as number) << 8) | (places[at + 3] as number)) >>> 0},${((places[at + 4] as number) << 8) | (places[at + 5] as number)})`;
+            expected.set(tid, view.getBigInt64(position * 8, false).toString());
+          }
+          const width = entity.key.length;
+          const { arrays } = await executeAll(entity, action, [
+            keysAtStatement(rowsShape, [...expected.keys()]),
+          ]);
+          // A partition's rows share ctids with another's: the hash tells the row read before.
+          return arrays
+            .filter((row) => expected.get(String(row[width + 1])) === String(row[width]))
+            .map((row) => row.slice(0, width) as string[]);
+        },
+      };
     },
 
     async count(entity, request) {

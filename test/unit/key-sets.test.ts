@@ -1,0 +1,111 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { compareKeySets } from '../../src/diff/key-sets.js';
+
+function pack(hashes: readonly bigint[]): Uint8Array {
+  const bytes = new Uint8Array(hashes.length * 8);
+  const view = new DataView(bytes.buffer);
+  hashes.forEach((hash, i) => {
+    view.setBigUint64(i * 8, hash, false);
+  });
+  return bytes;
+}
+
+/** The same answer the slow way, by value. */
+function naive(source: readonly bigint[], target: readonly bigint[]) {
+  const onSource = new Set(source);
+  const onTarget = new Set(target);
+  const times = new Map<bigint, number>();
+  for (const hash of target) times.set(hash, (times.get(hash) ?? 0) + 1);
+  return {
+    targetOnly: target.flatMap((hash, i) => (onSource.has(hash) ? [] : [i])),
+    sourceOnly: [...onSource].filter((hash) => !onTarget.has(hash)).length,
+    ambiguous: [...times].some(([hash, count]) => count > 1 && onSource.has(hash)),
+  };
+}
+
+// Small numbers make patterns (consecutive hashes) and shared buckets common; full 64-bit ones
+// spread over every bucket; a fixed top makes one bucket crowded.
+const hash = fc.oneof(
+  fc.bigInt({ min: 0n, max: 31n }),
+  fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+  fc.bigInt({ min: 0n, max: 63n }).map((low) => (0xabcdn << 48n) | low),
+);
+
+/**
+ * A target's keys are unique, so are their hashes but by a coincidence; the source may repeat a
+ * key. The source: some target keys (some twice), and others.
+ */
+const sides = fc
+  .tuple(
+    fc.uniqueArray(hash, { maxLength: 150 }),
+    fc.array(fc.nat(), { maxLength: 200 }),
+    fc.array(hash, { maxLength: 40 }),
+  )
+  .map(([target, picks, extra]) => {
+    const source = [
+      ...picks.flatMap((i) => (target.length > 0 ? [target[i % target.length] as bigint] : [])),
+      ...extra,
+    ];
+    return { source, target };
+  });
+
+describe('compareKeySets', () => {
+  it('agrees with a comparison by value, whatever the hashes', () => {
+    fc.assert(
+      fc.property(sides, ({ source, target }) => {
+        expect(compareKeySets(pack(source), pack(target))).toEqual(naive(source, target));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('agrees on sets large enough to fill many buckets', () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), {
+          minLength: 500,
+          maxLength: 5000,
+        }),
+        fc.array(fc.nat(), { maxLength: 300 }),
+        fc.array(hash, { maxLength: 100 }),
+        (target, dropped, extra) => {
+          const gone = new Set(dropped.map((i) => i % target.length));
+          const source = [...target.filter((_, i) => !gone.has(i)), ...extra];
+          expect(compareKeySets(pack(source), pack(target))).toEqual(naive(source, target));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('does not take hashes with a pattern for equal ones', () => {
+    const base = 12379550950711361536n;
+    const difference = compareKeySets(pack([base + 5n, base + 10n]), pack([base + 2n, base + 13n]));
+    expect(difference).toEqual({ targetOnly: [0, 1], sourceOnly: 2, ambiguous: false });
+  });
+
+  it('says when two target keys share a hash the source holds', () => {
+    expect(compareKeySets(pack([7n]), pack([7n, 7n, 9n]))).toEqual({
+      targetOnly: [2],
+      sourceOnly: 0,
+      ambiguous: true,
+    });
+    expect(compareKeySets(pack([9n]), pack([7n, 7n, 9n])).ambiguous).toBe(false);
+  });
+
+  it('finds the one key deleted among a million', () => {
+    const target = new Uint8Array(8_000_000);
+    // getRandomValues fills 64 KiB at most a call.
+    for (let at = 0; at < target.length; at += 65_536)
+      crypto.getRandomValues(target.subarray(at, at + 65_536));
+    const source = new Uint8Array(target.subarray(0, 8 * 999_999));
+    source.set(target.subarray(8 * 999_999), 8 * 123_456);
+    const difference = compareKeySets(source, target);
+    expect(difference).toEqual({ targetOnly: [123_456], sourceOnly: 0, ambiguous: false });
+  });
+
+  it('rejects a byte count that is not a whole number of hashes', () => {
+    expect(() => compareKeySets(new Uint8Array(7), new Uint8Array(8))).toThrow(/8 bytes each/);
+  });
+});
