@@ -330,7 +330,10 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
   return census.changed;
 }
 
-/** Above this many keys a side, a key set (14 bytes a key) nears PostgreSQL's 1 GB for a value. */
+/**
+ * Above this many keys a side, a key set (8 bytes a key in one value, in a buffer that grows by
+ * doubling) nears the 1 GB PostgreSQL allows a value.
+ */
 const KEY_SET_MAX_ROWS = 50_000_000;
 
 /** Target rows whose key the source lacks, found by `compareKeys`. */

@@ -107,3 +107,51 @@ describe('cases that look equal, keys that look different, names the library use
     expect((await local.pool.query(all)).rows).toEqual((await remote.pool.query(all)).rows);
   });
 });
+
+describe('a global entity read through a query, tied to its tenant by a parent', () => {
+  it('keeps its rows whose reference an outer join leaves NULL, though the column is NOT NULL in its table', async () => {
+    const remote = await createDatabase('odd_outer_remote');
+    const local = await createDatabase('odd_outer_local');
+    await remote.pool.query(`CREATE TABLE site (site_id int PRIMARY KEY, tenant_id int NOT NULL);
+      CREATE TABLE gauge (gauge_id int PRIMARY KEY);
+      CREATE TABLE placement (gauge_id int PRIMARY KEY, site_id int NOT NULL);
+      INSERT INTO site VALUES (1, 1), (2, 2);
+      INSERT INTO gauge VALUES (10), (20), (30);
+      INSERT INTO placement VALUES (10, 1), (20, 2);`);
+    await local.pool.query(`CREATE TABLE site (site_id int PRIMARY KEY, tenant_id int NOT NULL);
+      CREATE TABLE gauge (gauge_id int PRIMARY KEY, site_id int)`);
+    const site = defineEntity({
+      name: 'site',
+      table: 'site',
+      columns: z.object({ site_id: z.number().int(), tenant_id: z.number().int() }),
+      key: ['site_id'],
+      tenantColumn: 'tenant_id',
+    });
+    const gauge = defineEntity({
+      name: 'gauge',
+      table: 'gauge',
+      columns: z.object({ gauge_id: z.number().int(), site_id: z.number().int().nullable() }),
+      key: ['gauge_id'],
+      // placement.site_id is NOT NULL, yet NULL here for a gauge placed nowhere.
+      source: {
+        query:
+          'SELECT g.gauge_id, p.site_id FROM gauge AS g LEFT JOIN placement AS p ON p.gauge_id = g.gauge_id',
+      },
+      references: [{ entity: 'site', columns: { site_id: 'site_id' } }],
+    });
+    const result = await performSync({
+      source: remote.pool,
+      target: local.pool,
+      tenantId: 1,
+      entities: [site, gauge],
+    });
+    expect(result.entities.gauge).toMatchObject({ status: 'ok', inserted: 2 });
+    const { rows } = await local.pool.query(
+      'SELECT gauge_id, site_id FROM gauge ORDER BY gauge_id',
+    );
+    expect(rows).toEqual([
+      { gauge_id: 10, site_id: 1 },
+      { gauge_id: 30, site_id: null },
+    ]);
+  });
+});
