@@ -80,45 +80,104 @@ function gather(words: Uint32Array, flagged: Uint8Array, bits: number): Hashes {
   return { words: picked, positions };
 }
 
-/** Sorts hashes by value, high half first, and their positions with them. */
-function sortHashes({ words, positions }: Hashes): Hashes {
-  const order = Array.from(positions.keys());
-  order.sort(
-    (a, b) =>
-      (words[2 * a] as number) - (words[2 * b] as number) ||
-      (words[2 * a + 1] as number) - (words[2 * b + 1] as number),
-  );
+/**
+ * Sorts hashes by value, high half first, and their positions with them: by their leading
+ * `bits` first (a counting sort), then each bucket, a few hashes long, by insertion.
+ */
+function sortHashes({ words, positions }: Hashes, bits: number): Hashes {
+  const count = positions.length;
+  const shift = 32 - bits;
+  const start = new Uint32Array((1 << bits) + 1);
+  for (let i = 0; i < count; i++) {
+    const bucket = ((words[2 * i] as number) >>> shift) + 1;
+    start[bucket] = (start[bucket] as number) + 1;
+  }
+  for (let b = 1; b < start.length; b++) start[b] = (start[b] as number) + (start[b - 1] as number);
   const sorted = new Uint32Array(words.length);
-  const sortedPositions = new Uint32Array(positions.length);
-  order.forEach((from, to) => {
-    sorted[2 * to] = words[2 * from] as number;
-    sorted[2 * to + 1] = words[2 * from + 1] as number;
-    sortedPositions[to] = positions[from] as number;
-  });
+  const sortedPositions = new Uint32Array(count);
+  const next = start.slice(0, -1);
+  for (let i = 0; i < count; i++) {
+    const high = words[2 * i] as number;
+    const at = next[high >>> shift] as number;
+    next[high >>> shift] = at + 1;
+    sorted[2 * at] = high;
+    sorted[2 * at + 1] = words[2 * i + 1] as number;
+    sortedPositions[at] = positions[i] as number;
+  }
+  const before = (i: number, high: number, low: number) =>
+    (sorted[2 * i] as number) > high ||
+    (sorted[2 * i] === high && (sorted[2 * i + 1] as number) > low);
+  for (let b = 0; b < 1 << bits; b++) {
+    const from = start[b] as number;
+    const to = start[b + 1] as number;
+    for (let i = from + 1; i < to; i++) {
+      const high = sorted[2 * i] as number;
+      const low = sorted[2 * i + 1] as number;
+      const position = sortedPositions[i] as number;
+      let j = i - 1;
+      for (; j >= from && before(j, high, low); j--) {
+        sorted[2 * j + 2] = sorted[2 * j] as number;
+        sorted[2 * j + 3] = sorted[2 * j + 1] as number;
+        sortedPositions[j + 1] = sortedPositions[j] as number;
+      }
+      sorted[2 * j + 2] = high;
+      sorted[2 * j + 3] = low;
+      sortedPositions[j + 1] = position;
+    }
+  }
   return { words: sorted, positions: sortedPositions };
 }
 
+/** One side's key hashes summarised by bucket, ahead of the comparison: `summariseKeys`. */
+export interface SummarisedKeys {
+  readonly words: Uint32Array;
+  readonly bits: number;
+  readonly summary: Uint32Array;
+}
+
+function checkLength(hashes: Uint8Array) {
+  if (hashes.length % HASH_BYTES !== 0) throw new Error('key hashes come 8 bytes each');
+}
+
 /**
- * Compares the source's and the target's key hashes, each `8 × n` bytes. Duplicates on the
- * source (one key on two rows) count once.
+ * Summarises key hashes (`8 × n` bytes) in buckets of about 16 for `keys` keys a side (by
+ * default as many as given): the part of a comparison one side allows alone, so it can be done
+ * while the other side's keys are still on their way.
  */
-export function compareKeySets(source: Uint8Array, target: Uint8Array): KeySetDifference {
-  if (source.length % HASH_BYTES !== 0 || target.length % HASH_BYTES !== 0)
-    throw new Error('key hashes come 8 bytes each');
+export function summariseKeys(
+  hashes: Uint8Array,
+  keys = hashes.length / HASH_BYTES,
+): SummarisedKeys {
+  checkLength(hashes);
+  const bits = Math.min(16, Math.max(1, Math.ceil(Math.log2(keys / 16 + 1))));
+  const words = wordsOf(hashes);
+  return { words, bits, summary: summarise(words, bits) };
+}
+
+/**
+ * Compares the source's and the target's key hashes, each `8 × n` bytes (the target's perhaps
+ * summarised already). Duplicates on the source (one key on two rows) count once.
+ */
+export function compareKeySets(
+  source: Uint8Array,
+  target: Uint8Array | SummarisedKeys,
+): KeySetDifference {
+  checkLength(source);
+  // Buckets of about 16 hashes: a few differences among a million keys are found in two
+  // passes over each side, summarising all buckets and gathering those that differ.
+  const targetSide =
+    target instanceof Uint8Array
+      ? summariseKeys(target, Math.max(source.length, target.length) / HASH_BYTES)
+      : target;
+  const { bits, words: targetWords, summary: targetSummary } = targetSide;
   const sourceWords = wordsOf(source);
-  const targetWords = wordsOf(target);
-  // Summarise by bucket, about 16 hashes a bucket, and look closer only where buckets differ:
-  // a few differences among a million keys are found in two passes over each side.
-  const largest = Math.max(source.length, target.length) / HASH_BYTES;
-  const bits = Math.min(16, Math.max(1, Math.ceil(Math.log2(largest / 16 + 1))));
   const sourceSummary = summarise(sourceWords, bits);
-  const targetSummary = summarise(targetWords, bits);
   const flagged = new Uint8Array(1 << bits);
   for (let b = 0; b < 1 << bits; b++)
     for (let k = 3 * b; k < 3 * b + 3; k++)
       if (sourceSummary[k] !== targetSummary[k]) flagged[b] = 1;
-  const s = sortHashes(gather(sourceWords, flagged, bits));
-  const t = sortHashes(gather(targetWords, flagged, bits));
+  const s = sortHashes(gather(sourceWords, flagged, bits), bits);
+  const t = sortHashes(gather(targetWords, flagged, bits), bits);
   const targetOnly: number[] = [];
   let sourceOnly = 0;
   let ambiguous = false;

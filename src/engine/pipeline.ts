@@ -23,7 +23,7 @@ import type {
   TextValue,
 } from '../db/types.js';
 import { encodeValue } from '../diff/decode.js';
-import { compareKeySets } from '../diff/key-sets.js';
+import { compareKeySets, summariseKeys } from '../diff/key-sets.js';
 import { keyOrders, mergeKeyHashes } from '../diff/merge.js';
 import { nullKeyError, type ParsedRow, repeatedKeyError, rowParser } from '../diff/parse-row.js';
 import type { AnyEntity } from '../entity/types.js';
@@ -240,6 +240,7 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
   // Keys of new rows that are not on the target after their batch (skipped, or a dry run's).
   const absent = new Set<string>();
   const keys: ReadRequest = { ...request, keysOnly: true };
+  const keySets = Math.max(before, census.rows) <= KEY_SET_MAX_ROWS;
   let sourceKeys: Promise<KeySet | undefined> | undefined;
   if (census.changed > 0) {
     const read: ReadRequest = { ...request, changedSince: since, values: true };
@@ -287,10 +288,7 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
     // Rows the source deleted show already in the counts: its keys are read while the last
     // changes are written.
     const pendingNew = upserts.filter((candidate) => candidate.isNew).length;
-    if (
-      before + outcome.insertedSoFar() + pendingNew !== census.rows &&
-      census.rows <= KEY_SET_MAX_ROWS
-    )
+    if (before + outcome.insertedSoFar() + pendingNew !== census.rows && keySets)
       sourceKeys = settledLater(context.source.keySet(entity, keys));
     await flush();
   }
@@ -303,15 +301,15 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
       { entity: entity.name, sourceRows: census.rows, targetRows: after },
       'entity keys compared',
     );
-    const found =
-      Math.max(after, census.rows) <= KEY_SET_MAX_ROWS
-        ? await compareKeys(
-            run,
-            sourceKeys ?? context.source.keySet(entity, keys),
-            await db.keySet?.(entity, keys),
-            absent.size,
-          )
-        : undefined;
+    const found = keySets
+      ? await compareKeys(
+          run,
+          sourceKeys ?? context.source.keySet(entity, keys),
+          await db.keySet?.(entity, keys),
+          absent.size,
+          census.rows,
+        )
+      : undefined;
     if (!found || !(await deleteTargetOnly(run, found))) {
       // Buckets small enough that most hold one difference at most: fewer keys to read.
       const differences = Math.abs(after - census.rows) + outcome.skippedCandidates();
@@ -324,7 +322,7 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
         );
     }
   }
-  // A read of the source's keys begun for nothing still ends before the next read.
+  // Keys read for nothing are still read to the end before the next read.
   await sourceKeys?.catch(() => undefined);
   outcome.unchanged += census.rows - outcome.sourceRowsAccountedFor();
   return census.changed;
@@ -355,11 +353,16 @@ async function compareKeys(
   sourceKeySet: Promise<KeySet | undefined>,
   targetKeys: TargetKeySet | undefined,
   expectedNew: number,
+  sourceRows: number,
 ): Promise<TargetOnly | undefined> {
   const { context, entity } = run;
+  // The target's half of the work is done while the source's keys are on their way.
+  const target =
+    targetKeys &&
+    summariseKeys(targetKeys.hashes, Math.max(sourceRows, targetKeys.hashes.length / 8));
   const sourceKeys = await sourceKeySet;
-  if (!sourceKeys || !targetKeys) return undefined;
-  const difference = compareKeySets(sourceKeys.hashes, targetKeys.hashes);
+  if (!sourceKeys || !targetKeys || !target) return undefined;
+  const difference = compareKeySets(sourceKeys.hashes, target);
   context.logger.debug?.(
     {
       entity: entity.name,

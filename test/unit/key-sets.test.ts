@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compareKeySets } from '../../src/diff/key-sets.js';
+import { compareKeySets, summariseKeys } from '../../src/diff/key-sets.js';
 
 function pack(hashes: readonly bigint[]): Uint8Array {
   const bytes = new Uint8Array(hashes.length * 8);
@@ -107,5 +107,17 @@ describe('compareKeySets', () => {
 
   it('rejects a byte count that is not a whole number of hashes', () => {
     expect(() => compareKeySets(new Uint8Array(7), new Uint8Array(8))).toThrow(/8 bytes each/);
+  });
+});
+
+describe('summariseKeys', () => {
+  it('gives the answer of the hashes themselves, whatever size it was made for', () => {
+    fc.assert(
+      fc.property(sides, fc.nat({ max: 5000 }), ({ source, target }, planned) => {
+        const summarised = summariseKeys(pack(target), planned);
+        expect(compareKeySets(pack(source), summarised)).toEqual(naive(source, target));
+      }),
+      { numRuns: 1000 },
+    );
   });
 });

@@ -1,0 +1,13 @@
+import { compareKeySets, summariseKeys } from './src/diff/key-sets.js';
+const n = 1_000_000;
+const t0 = new Uint8Array(8 * n);
+for (let at = 0; at < t0.length; at += 65536) crypto.getRandomValues(t0.subarray(at, at + 65536));
+const parts: Uint8Array[] = [];
+for (let i = 0; i < n; i++) if (i % 400 !== 2) parts.push(t0.subarray(8 * i, 8 * i + 8));
+const s0 = new Uint8Array(Buffer.concat(parts));
+let t = performance.now();
+const sum = summariseKeys(t0, n);
+console.log('summarise target', (performance.now() - t).toFixed(1));
+t = performance.now();
+const d = compareKeySets(s0, sum);
+console.log('compare', (performance.now() - t).toFixed(1), d.targetOnly.length);
