@@ -300,6 +300,28 @@ describe('an empty table loaded in bulk', () => {
     return { remote, local };
   }
 
+  it('searches the source for rows with a NULL key only where a key column may hold one', async () => {
+    const searches = async (ddl: string) => {
+      const remote = await createDatabase('bulk_null_remote');
+      const local = await createDatabase('bulk_null_local');
+      await remote.pool.query(`${ddl}; INSERT INTO item VALUES (1, 1, 'a'), (2, 1, 'b')`);
+      await local.pool.query('CREATE TABLE item (id int PRIMARY KEY, tenant_id int, label text)');
+      const recorded = recordingPool(remote.pool);
+      const result = await performSync({
+        source: recorded.pool,
+        target: local.pool,
+        tenantId: 1,
+        entities: [item],
+      });
+      expect(result.entities.item).toMatchObject({ status: 'ok', inserted: 2 });
+      return recorded.statements.filter((s) => /IS NULL\) LIMIT \$\d+$/.test(s)).length;
+    };
+    expect(await searches('CREATE TABLE item (id int, tenant_id int, label text)')).toBe(1);
+    expect(await searches('CREATE TABLE item (id int NOT NULL, tenant_id int, label text)')).toBe(
+      0,
+    );
+  });
+
   it('takes the rows in one load when every row is valid by its types', async () => {
     const { remote, local } = await pair("(1, 1, 'a'), (2, 1, 'b'), (3, 2, 'other')");
     const { lines, logger } = recordingLogger();

@@ -477,7 +477,10 @@ async function openSourceSnapshot(
             .filter((row) => keyIndexes(entity).some((index) => row[index] === null))
             .slice(0, limit);
         }
-        const result = await select(nullKeyRowsStatement(await shapeOf(entity, request), limit));
+        const shape = await shapeOf(entity, request);
+        // The table holds no NULL in a key column: a scan would find nothing.
+        if (shape.keyNotNull) return [];
+        const result = await select(nullKeyRowsStatement(shape, limit));
         return result.rows.map(rowValues) as TextRow[];
       });
     },
