@@ -40,7 +40,6 @@ import {
   keySetStatement,
   keysAtStatement,
   namesOtherTenantsParent,
-  type ReadShape,
   rowsByKeyStatement,
   rowsStatement,
   targetShape,
@@ -857,7 +856,6 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       if (!client) throw new Error('keySet() needs a transaction');
       if ((await emulated()) || !supportsCopy(client)) return undefined;
       const action = 'reading target keys';
-      let shape: ReadShape;
       let hashes: Uint8Array;
       let places: Uint8Array;
       try {
@@ -871,7 +869,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
           await client.query(
             setLocal(TARGET_TENANT_SETTING, String(tenantParameter(request.scope.tenantId))),
           );
-        shape = targetShape(
+        const shape = targetShape(
           entity,
           request.columns,
           request.scope,
@@ -889,13 +887,13 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
         hashes,
         async keysAt(positions) {
           if (positions.length === 0) return [];
+          // Each row's ctid (block, then line: tidsend's 6 bytes) and the key hash read there.
           const expected = new Map<string, string>();
-          const view = new DataView(hashes.buffer, hashes.byteOffset, hashes.byteLength);
+          const hashView = new DataView(hashes.buffer, hashes.byteOffset, hashes.byteLength);
+          const placeView = new DataView(places.buffer, places.byteOffset, places.byteLength);
           for (const position of positions) {
-            const at = position * 6;
-            const block = ((places[at] as number) << 24) | ((places[at + 1] as number) << 16);
-            const tid = `(${(block | ((places[at + 2] as number) << 8) | (places[at + 3] as number)) >>> 0},${((places[at + 4] as number) << 8) | (places[at + 5] as number)})`;
-            expected.set(tid, view.getBigInt64(position * 8, false).toString());
+            const tid = `(${placeView.getUint32(position * 6)},${placeView.getUint16(position * 6 + 4)})`;
+            expected.set(tid, hashView.getBigInt64(position * 8).toString());
           }
           const width = entity.key.length;
           const { arrays } = await executeAll(entity, action, [
