@@ -337,9 +337,9 @@ describe('incremental detection (PostgreSQL)', () => {
     });
     await source.pool.query(`INSERT INTO bay VALUES (1, 1), (2, 1), (3, 2), (4, 2);
       INSERT INTO bay_tag VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')`);
-    const run = async () => {
+    const run = async (from: PgPool = source.pool) => {
       const result = await performSync({
-        source: source.pool,
+        source: from,
         target: target.pool,
         tenantId: 1,
         entities: [bay, bayTag],
@@ -358,12 +358,17 @@ describe('incremental detection (PostgreSQL)', () => {
     await source.pool.query(
       'UPDATE bay SET tenant_id = 1 WHERE id = 3; DELETE FROM bay_tag WHERE bay_id = 1',
     );
-    expect(await run()).toMatchObject({
+    const recorded = recordingPool(source.pool);
+    expect(await run(recorded.pool)).toMatchObject({
       inserted: 1,
       deleted: 1,
       detection: { mode: 'incremental' },
     });
     expect(await tags(target.pool, false)).toEqual(await tags(source.pool, true));
+    // One difference among two rows: found from key sets, read through the tenant's bays.
+    const keySets = recorded.statements.filter((s) => s.startsWith(KEY_SET));
+    expect(keySets).toHaveLength(1);
+    expect(keySets[0]).toContain('"bay"');
     // Bay 4 arrives new in tenant 1, its tag written long before; bay 2 leaves with its tag.
     await source.pool.query(
       'UPDATE bay SET tenant_id = 1 WHERE id = 4; UPDATE bay SET tenant_id = 2 WHERE id = 2',
