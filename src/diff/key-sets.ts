@@ -19,6 +19,8 @@ export interface KeySetDifference {
 }
 
 const HASH_BYTES = 8;
+/** Above this many hashes, a bucket is sorted by comparison rather than by insertion. */
+const CROWDED = 32;
 /** Some hashes as 32-bit halves (high, low, high, low, …), with each one's position in the input. */
 interface Hashes {
   readonly words: Uint32Array;
@@ -110,6 +112,10 @@ function sortHashes({ words, positions }: Hashes, bits: number): Hashes {
   for (let b = 0; b < 1 << bits; b++) {
     const from = start[b] as number;
     const to = start[b + 1] as number;
+    if (to - from > CROWDED) {
+      sortCrowded(sorted, sortedPositions, from, to);
+      continue;
+    }
     for (let i = from + 1; i < to; i++) {
       const high = sorted[2 * i] as number;
       const low = sorted[2 * i + 1] as number;
@@ -126,6 +132,25 @@ function sortHashes({ words, positions }: Hashes, bits: number): Hashes {
     }
   }
   return { words: sorted, positions: sortedPositions };
+}
+
+/**
+ * Sorts `from` to `to` of hashes and their positions by hash, where a bucket holds too many for
+ * insertion (a key the source repeats on many rows puts them all in one bucket).
+ */
+function sortCrowded(words: Uint32Array, positions: Uint32Array, from: number, to: number) {
+  const order = Array.from({ length: to - from }, (_, i) => from + i);
+  order.sort(
+    (a, b) =>
+      (words[2 * a] as number) - (words[2 * b] as number) ||
+      (words[2 * a + 1] as number) - (words[2 * b + 1] as number),
+  );
+  const entries = order.map((i) => [words[2 * i], words[2 * i + 1], positions[i]] as const);
+  entries.forEach(([high, low, position], i) => {
+    words[2 * (from + i)] = high as number;
+    words[2 * (from + i) + 1] = low as number;
+    positions[from + i] = position as number;
+  });
 }
 
 /** One side's key hashes summarised by bucket, ahead of the comparison: `summariseKeys`. */

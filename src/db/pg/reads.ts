@@ -115,6 +115,14 @@ function withinParent(
   return `(${[...nulls, named].join(' OR ')})`;
 }
 
+/** Where a COPY finds the tenant, which it cannot take as a parameter: set with `setLocal`. */
+export const TENANT_SETTING = 'meter_sync.tenant';
+
+/** The tenant read back from `TENANT_SETTING`, as `type`: an expression for a shape's tenant. */
+export function tenantFromSetting(type: string): string {
+  return `CAST(current_setting('${TENANT_SETTING}') AS ${type})`;
+}
+
 /**
  * The target table's rows in scope. The tenant is the parameter `$1`, or with `tenant` an SQL
  * expression for the tenant of this entity or a parent (no parameter then, as COPY needs).

@@ -32,6 +32,8 @@ import {
   rowsStatement,
   sourceSelect,
   sourceShape,
+  TENANT_SETTING,
+  tenantFromSetting,
   valuesStatement,
 } from './reads.js';
 import { pinSource } from './settings.js';
@@ -50,7 +52,6 @@ import {
 import { fingerprintsOf } from './sync-database.js';
 
 const READ_SAVEPOINT = 'meter_sync_read';
-const TENANT_SETTING = 'meter_sync.tenant';
 
 /**
  * The source side of runs on a pg-compatible pool: each run opens one `REPEATABLE READ READ
@@ -206,8 +207,7 @@ async function openSourceSnapshot(
     if (tenantTypes.size > 0)
       await client.query(setLocal(TENANT_SETTING, String(tenantParameter(request.scope.tenantId))));
     return sourceShape(entity, request.columns, request.scope, types, castable, {
-      tenantExpression: (scoped) =>
-        `CAST(current_setting('${TENANT_SETTING}') AS ${tenantTypes.get(scoped) ?? 'text'})`,
+      tenantExpression: (scoped) => tenantFromSetting(tenantTypes.get(scoped) ?? 'text'),
       notNull,
     });
   };

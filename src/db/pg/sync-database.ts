@@ -42,7 +42,9 @@ import {
   namesOtherTenantsParent,
   rowsByKeyStatement,
   rowsStatement,
+  TENANT_SETTING,
   targetShape,
+  tenantFromSetting,
 } from './reads.js';
 import { pinTarget } from './settings.js';
 import {
@@ -260,8 +262,6 @@ let stagesMade = 0;
 
 const BULK_SAVEPOINT = 'meter_sync_bulk';
 const WATERMARK_SAVEPOINT = 'meter_sync_watermark';
-/** Where a COPY of the target's keys finds the tenant, which it cannot take as a parameter. */
-const TARGET_TENANT_SETTING = 'meter_sync.tenant';
 /** How often a run waiting for the sync lock looks at the lock row between the holder's entities. */
 const WAIT_POLL_MS = 200;
 /** What a table refuses in a bulk load that the row-by-row path names: keys, NULLs, lengths, checks. */
@@ -867,14 +867,10 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
             types.set(table, (await described(table)).get(table.tenantColumn)?.type ?? 'text');
         if (request.scope.tenantId !== undefined)
           await client.query(
-            setLocal(TARGET_TENANT_SETTING, String(tenantParameter(request.scope.tenantId))),
+            setLocal(TENANT_SETTING, String(tenantParameter(request.scope.tenantId))),
           );
-        const shape = targetShape(
-          entity,
-          request.columns,
-          request.scope,
-          (scopedEntity) =>
-            `CAST(current_setting('${TARGET_TENANT_SETTING}') AS ${types.get(scopedEntity) ?? 'text'})`,
+        const shape = targetShape(entity, request.columns, request.scope, (scopedEntity) =>
+          tenantFromSetting(types.get(scopedEntity) ?? 'text'),
         );
         const copy = `COPY (${keySetStatement(shape, true).text}) TO STDOUT (FORMAT binary)`;
         [hashes = new Uint8Array(), places = new Uint8Array()] = await copyOutByteas(client, copy);
