@@ -55,6 +55,8 @@ export interface ColumnInfo {
   readonly category?: string | undefined;
   /** For arrays, the element's `typname`, where the catalog tells. */
   readonly elementTypeName?: string | undefined;
+  /** Declared NOT NULL, where the catalog tells. */
+  readonly notNull?: boolean | undefined;
 }
 
 /** The columns of a target table, by name. `undefined` from `describe` means the table is missing. */

@@ -291,7 +291,7 @@ export function keysOutsideTenantStatements(
 export function describeFromCatalog(table: TableName): Statement {
   return {
     text: `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, t.typname AS type_name,
-  t.typcategory AS category, e.typname AS element_type_name
+  t.typcategory AS category, e.typname AS element_type_name, a.attnotnull AS not_null
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'

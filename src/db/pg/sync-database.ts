@@ -352,6 +352,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
           typeName: optionalString(row.type_name),
           category: optionalString(row.category),
           elementTypeName: optionalString(row.element_type_name),
+          notNull: typeof row.not_null === 'boolean' ? row.not_null : undefined,
         };
         return [name, info];
       }),
