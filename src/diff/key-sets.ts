@@ -21,17 +21,19 @@ export interface KeySetDifference {
 const HASH_BYTES = 8;
 /** Above this many hashes, a bucket is sorted by comparison rather than by insertion. */
 const CROWDED = 32;
-/** Some hashes as 32-bit halves (high, low, high, low, …), with each one's position in the input. */
+/**
+ * Some hashes as pairs of 32-bit words, each with its position in the input. The words are the
+ * hash's bytes read in the machine's order: any order serves, as long as both sides share it.
+ */
 interface Hashes {
   readonly words: Uint32Array;
   readonly positions: Uint32Array;
 }
 
-/** The hashes as 32-bit halves: each 4 bytes swapped on a copy, then read natively. */
+/** The hashes as 32-bit words: a view where the bytes are aligned, else an aligned copy. */
 function wordsOf(hashes: Uint8Array): Uint32Array {
-  const copy = Buffer.from(hashes);
-  copy.swap32();
-  return new Uint32Array(copy.buffer, copy.byteOffset, copy.length / 4);
+  const aligned = hashes.byteOffset % 4 === 0 ? hashes : new Uint8Array(hashes);
+  return new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.length / 4);
 }
 
 /** murmur3's finaliser: every input bit moves every output bit. */
@@ -44,7 +46,7 @@ function mix(value: number): number {
 }
 
 /**
- * Per bucket of hashes (by their leading `bits`): how many, and two 32-bit sums of the hashes
+ * Per bucket of hashes (by their first word's leading `bits`): how many, and two 32-bit sums of the hashes
  * mixed, so that hashes with a pattern (consecutive numbers) do not sum alike. Two buckets that
  * agree hold the same hashes but by a 64-bit coincidence.
  */
@@ -52,86 +54,70 @@ function summarise(words: Uint32Array, bits: number): Uint32Array {
   const shift = 32 - bits;
   const summary = new Uint32Array(3 << bits);
   for (let i = 0; i < words.length; i += 2) {
-    const high = words[i] as number;
-    const low = words[i + 1] as number;
-    const at = 3 * (high >>> shift);
+    const first = words[i] as number;
+    const second = words[i + 1] as number;
+    const at = 3 * (first >>> shift);
     // A Uint32Array keeps sums modulo 2^32.
     summary[at] = (summary[at] as number) + 1;
-    summary[at + 1] = (summary[at + 1] as number) + mix(high ^ Math.imul(low, 0x9e3779b1));
-    summary[at + 2] = (summary[at + 2] as number) + mix(low ^ Math.imul(high, 0x27d4eb2f));
+    summary[at + 1] = (summary[at + 1] as number) + mix(first ^ Math.imul(second, 0x9e3779b1));
+    summary[at + 2] = (summary[at + 2] as number) + mix(second ^ Math.imul(first, 0x27d4eb2f));
   }
   return summary;
 }
 
-/** The hashes whose bucket is `flagged`. */
-function gather(words: Uint32Array, flagged: Uint8Array, bits: number): Hashes {
-  const shift = 32 - bits;
-  let count = 0;
-  for (let i = 0; i < words.length; i += 2)
-    count += flagged[(words[i] as number) >>> shift] as number;
-  const picked = new Uint32Array(count * 2);
-  const positions = new Uint32Array(count);
-  let at = 0;
-  for (let i = 0; i < words.length; i += 2) {
-    if (flagged[(words[i] as number) >>> shift] === 0) continue;
-    picked[2 * at] = words[i] as number;
-    picked[2 * at + 1] = words[i + 1] as number;
-    positions[at] = i / 2;
-    at += 1;
-  }
-  return { words: picked, positions };
-}
-
 /**
- * Sorts hashes by value, high half first, and their positions with them: by their leading
- * `bits` first (a counting sort), then each bucket, a few hashes long, by insertion.
+ * The hashes whose bucket is `flagged`, sorted by their words, the first first, with their
+ * positions: placed by bucket in one pass (each bucket's size is in the `summary`), then each
+ * bucket, a few hashes long, sorted by insertion.
  */
-function sortHashes({ words, positions }: Hashes, bits: number): Hashes {
-  const count = positions.length;
+function gatherSorted(side: SummarisedKeys, flagged: Uint8Array): Hashes {
+  const { words, summary, bits } = side;
   const shift = 32 - bits;
-  const start = new Uint32Array((1 << bits) + 1);
-  for (let i = 0; i < count; i++) {
-    const bucket = ((words[2 * i] as number) >>> shift) + 1;
-    start[bucket] = (start[bucket] as number) + 1;
-  }
-  for (let b = 1; b < start.length; b++) start[b] = (start[b] as number) + (start[b - 1] as number);
-  const sorted = new Uint32Array(words.length);
-  const sortedPositions = new Uint32Array(count);
+  const buckets = 1 << bits;
+  // Where each flagged bucket's hashes start, and the end of the last.
+  const start = new Uint32Array(buckets + 1);
+  for (let b = 0; b < buckets; b++)
+    start[b + 1] = (start[b] as number) + (flagged[b] === 1 ? (summary[3 * b] as number) : 0);
+  const count = start[buckets] as number;
+  const sorted = new Uint32Array(2 * count);
+  const positions = new Uint32Array(count);
   const next = start.slice(0, -1);
-  for (let i = 0; i < count; i++) {
-    const high = words[2 * i] as number;
-    const at = next[high >>> shift] as number;
-    next[high >>> shift] = at + 1;
-    sorted[2 * at] = high;
-    sorted[2 * at + 1] = words[2 * i + 1] as number;
-    sortedPositions[at] = positions[i] as number;
+  for (let i = 0; i < words.length; i += 2) {
+    const first = words[i] as number;
+    const bucket = first >>> shift;
+    if (flagged[bucket] === 0) continue;
+    const at = next[bucket] as number;
+    next[bucket] = at + 1;
+    sorted[2 * at] = first;
+    sorted[2 * at + 1] = words[i + 1] as number;
+    positions[at] = i / 2;
   }
-  const before = (i: number, high: number, low: number) =>
-    (sorted[2 * i] as number) > high ||
-    (sorted[2 * i] === high && (sorted[2 * i + 1] as number) > low);
-  for (let b = 0; b < 1 << bits; b++) {
+  const before = (i: number, first: number, second: number) =>
+    (sorted[2 * i] as number) > first ||
+    (sorted[2 * i] === first && (sorted[2 * i + 1] as number) > second);
+  for (let b = 0; b < buckets; b++) {
     const from = start[b] as number;
     const to = start[b + 1] as number;
     if (to - from > CROWDED) {
-      sortCrowded(sorted, sortedPositions, from, to);
+      sortCrowded(sorted, positions, from, to);
       continue;
     }
     for (let i = from + 1; i < to; i++) {
-      const high = sorted[2 * i] as number;
-      const low = sorted[2 * i + 1] as number;
-      const position = sortedPositions[i] as number;
+      const first = sorted[2 * i] as number;
+      const second = sorted[2 * i + 1] as number;
+      const position = positions[i] as number;
       let j = i - 1;
-      for (; j >= from && before(j, high, low); j--) {
+      for (; j >= from && before(j, first, second); j--) {
         sorted[2 * j + 2] = sorted[2 * j] as number;
         sorted[2 * j + 3] = sorted[2 * j + 1] as number;
-        sortedPositions[j + 1] = sortedPositions[j] as number;
+        positions[j + 1] = positions[j] as number;
       }
-      sorted[2 * j + 2] = high;
-      sorted[2 * j + 3] = low;
-      sortedPositions[j + 1] = position;
+      sorted[2 * j + 2] = first;
+      sorted[2 * j + 3] = second;
+      positions[j + 1] = position;
     }
   }
-  return { words: sorted, positions: sortedPositions };
+  return { words: sorted, positions };
 }
 
 /**
@@ -146,12 +132,18 @@ function sortCrowded(words: Uint32Array, positions: Uint32Array, from: number, t
       (words[2 * a + 1] as number) - (words[2 * b + 1] as number),
   );
   const entries = order.map((i) => [words[2 * i], words[2 * i + 1], positions[i]] as const);
-  entries.forEach(([high, low, position], i) => {
-    words[2 * (from + i)] = high as number;
-    words[2 * (from + i) + 1] = low as number;
+  entries.forEach(([first, second, position], i) => {
+    words[2 * (from + i)] = first as number;
+    words[2 * (from + i) + 1] = second as number;
     positions[from + i] = position as number;
   });
 }
+
+/** Bits of bucket number for buckets of about 16 hashes, `keys` a side. */
+const bitsFor = (keys: number) => Math.min(16, Math.max(1, Math.ceil(Math.log2(keys / 16 + 1))));
+
+const keyCount = (side: Uint8Array | SummarisedKeys) =>
+  side instanceof Uint8Array ? side.length / HASH_BYTES : side.words.length / 2;
 
 /** One side's key hashes summarised by bucket, ahead of the comparison: `summariseKeys`. */
 export interface SummarisedKeys {
@@ -173,36 +165,41 @@ export function summariseKeys(
   hashes: Uint8Array,
   keys = hashes.length / HASH_BYTES,
 ): SummarisedKeys {
+  return summariseIn(hashes, bitsFor(keys));
+}
+
+function summariseIn(hashes: Uint8Array, bits: number): SummarisedKeys {
   checkLength(hashes);
-  const bits = Math.min(16, Math.max(1, Math.ceil(Math.log2(keys / 16 + 1))));
   const words = wordsOf(hashes);
   return { words, bits, summary: summarise(words, bits) };
 }
 
 /**
- * Compares the source's and the target's key hashes, each `8 × n` bytes (the target's perhaps
- * summarised already). Duplicates on the source (one key on two rows) count once.
+ * Compares the source's and the target's key hashes, each `8 × n` bytes or summarised already
+ * (both for one size, then). Duplicates on the source (one key on two rows) count once.
  */
 export function compareKeySets(
-  source: Uint8Array,
+  source: Uint8Array | SummarisedKeys,
   target: Uint8Array | SummarisedKeys,
 ): KeySetDifference {
-  checkLength(source);
   // Buckets of about 16 hashes: a few differences among a million keys are found in two
   // passes over each side, summarising all buckets and gathering those that differ.
-  const targetSide =
-    target instanceof Uint8Array
-      ? summariseKeys(target, Math.max(source.length, target.length) / HASH_BYTES)
-      : target;
-  const { bits, words: targetWords, summary: targetSummary } = targetSide;
-  const sourceWords = wordsOf(source);
-  const sourceSummary = summarise(sourceWords, bits);
+  const keys = Math.max(keyCount(source), keyCount(target));
+  const sourceSide = source instanceof Uint8Array ? undefined : source;
+  const targetSide = target instanceof Uint8Array ? undefined : target;
+  const bits = sourceSide?.bits ?? targetSide?.bits ?? bitsFor(keys);
+  if (sourceSide && targetSide && sourceSide.bits !== targetSide.bits)
+    throw new Error('both sides of a key set comparison must be summarised for one size');
+  const sourceSummarised = sourceSide ?? summariseIn(source as Uint8Array, bits);
+  const targetSummarised = targetSide ?? summariseIn(target as Uint8Array, bits);
+  const { summary: sourceSummary } = sourceSummarised;
+  const { summary: targetSummary } = targetSummarised;
   const flagged = new Uint8Array(1 << bits);
   for (let b = 0; b < 1 << bits; b++)
     for (let k = 3 * b; k < 3 * b + 3; k++)
       if (sourceSummary[k] !== targetSummary[k]) flagged[b] = 1;
-  const s = sortHashes(gather(sourceWords, flagged, bits), bits);
-  const t = sortHashes(gather(targetWords, flagged, bits), bits);
+  const s = gatherSorted(sourceSummarised, flagged);
+  const t = gatherSorted(targetSummarised, flagged);
   const targetOnly: number[] = [];
   let sourceOnly = 0;
   let ambiguous = false;

@@ -12,7 +12,6 @@
  */
 import type {
   BucketSelection,
-  KeySet,
   ReadRequest,
   SourceRow,
   SyncDatabase,
@@ -23,7 +22,12 @@ import type {
   TextValue,
 } from '../db/types.js';
 import { encodeValue } from '../diff/decode.js';
-import { compareKeySets, summariseKeys } from '../diff/key-sets.js';
+import {
+  compareKeySets,
+  type KeySetDifference,
+  type SummarisedKeys,
+  summariseKeys,
+} from '../diff/key-sets.js';
 import { keyOrders, mergeKeyHashes } from '../diff/merge.js';
 import { nullKeyError, type ParsedRow, repeatedKeyError, rowParser } from '../diff/parse-row.js';
 import type { AnyEntity } from '../entity/types.js';
@@ -204,7 +208,8 @@ async function syncAll(run: EntityRun): Promise<void> {
 /**
  * Incremental detection: only the rows the source changed since the watermark are read and
  * compared with the target's by key. Rows the source deleted leave no row to read: the counts of
- * both sides tell whether any went, and only then are keys compared (by bucket) to find them.
+ * both sides tell whether any went, and only then are keys compared (key sets read whole where
+ * many went, else by bucket) to find them.
  * Returns how many changed rows the source had.
  */
 async function syncChanged(run: EntityRun, since: string): Promise<number> {
@@ -241,11 +246,26 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
   const absent = new Set<string>();
   const keys: ReadRequest = { ...request, keysOnly: true };
   const keySetsFit = Math.max(before, census.rows) <= KEY_SET_MAX_ROWS;
-  let sourceKeys: Promise<KeySet | undefined> | undefined;
+  const keysPerSide = Math.max(before + census.changed, census.rows);
+  // As many rows as changed may have gone, hidden in the counts by as many new ones: then the
+  // target's keys are read while the source reads its changed rows.
+  const mayHaveGone = before + census.changed - census.rows;
+  let targetKeys =
+    keySetsFit && census.changed > 0 && keySetsPay(mayHaveGone, census.rows)
+      ? settledLater(readTargetKeys(run, keys, keysPerSide))
+      : undefined;
+  let keySets: KeySets | undefined;
+  const readKeySets = async () => {
+    targetKeys ??= readTargetKeys(run, keys, keysPerSide);
+    keySets ??= readSourceKeys(run, keys, await targetKeys);
+    return keySets;
+  };
   if (census.changed > 0) {
     const read: ReadRequest = { ...request, changedSince: since, values: true };
     let upserts: Candidate[] = [];
     const flush = async () => {
+      // The target's keys, if read, are its keys before any write.
+      await targetKeys;
       const pending = upserts;
       upserts = [];
       for (let i = 0; i < pending.length; i += BATCH_ROWS) {
@@ -281,16 +301,17 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
           isNew: hash === undefined,
           repeats: row.repeats,
         });
-        // Held back a while: the last ones are written while the source's keys are read.
+        // Held back a while: the last ones are written while the keys are compared.
         if (upserts.length >= HELD_ROWS) await flush();
       }
     }
-    // Rows the source deleted show already in the counts: its keys are read while the last
-    // changes are written.
+    // Rows the source deleted show now in the counts. Both sides' keys are then read (the
+    // target's perhaps already) before the last changes are written, and compared while they
+    // are: rows to delete are none of those written, so they stay where the target's keys
+    // found them.
     const pendingNew = upserts.filter((candidate) => candidate.isNew).length;
-    const deleted = before + outcome.insertedSoFar() + pendingNew - census.rows;
-    if (keySetsFit && deleted > 0 && keySetsPay(deleted, census.rows))
-      sourceKeys = settledLater(context.source.keySet(entity, keys));
+    const gone = before + outcome.insertedSoFar() + pendingNew - census.rows;
+    if (keySetsFit && gone > 0 && keySetsPay(gone, census.rows)) await readKeySets();
     await flush();
   }
   // Every row the target held and every changed one are counted: nothing else wrote to it.
@@ -304,14 +325,8 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
     );
     const differences = Math.abs(after - census.rows) + outcome.skippedCandidates();
     const found =
-      keySetsFit && (sourceKeys !== undefined || keySetsPay(differences, census.rows))
-        ? await compareKeys(
-            run,
-            sourceKeys ?? context.source.keySet(entity, keys),
-            await db.keySet?.(entity, keys),
-            absent.size,
-            census.rows,
-          )
+      keySetsFit && (keySets !== undefined || keySetsPay(differences, census.rows))
+        ? await compareKeys(run, await readKeySets(), absent.size)
         : undefined;
     if (!found || !(await deleteTargetOnly(run, found))) {
       // Buckets small enough that most hold one difference at most: fewer keys to read.
@@ -325,7 +340,7 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
     }
   }
   // Keys read for nothing are still read to the end before the next read.
-  await sourceKeys?.catch(() => undefined);
+  await Promise.allSettled([targetKeys, keySets?.compared]);
   outcome.unchanged += census.rows - outcome.sourceRowsAccountedFor();
   return census.changed;
 }
@@ -354,42 +369,94 @@ interface TargetOnly {
   readonly positions: readonly number[];
 }
 
+/** The target's keys, read by `readTargetKeys`, perhaps before some of the run's writes. */
+interface TargetKeys {
+  readonly set: TargetKeySet;
+  readonly summary: SummarisedKeys;
+  /** Rows the run had inserted when they were read. */
+  readonly insertedBefore: number;
+  readonly keysPerSide: number;
+}
+
 /**
- * Finds the keys the source no longer holds from both sides' key hashes, read whole (8 bytes a
- * key) and compared here: one pass of each table, where comparing by bucket takes a pass to
- * summarise and another to read the keys of the buckets that differ. `undefined` where it
- * cannot be sure of every key: a side that cannot read its keys in bulk, two keys with one
- * hash, or source keys missing on the target other than the `expectedNew` the run left out
- * (skipped, or not written by a dry run). The caller then compares keys by bucket.
+ * The target's keys in scope, whole (8 bytes a key), summarised for a comparison of
+ * `keysPerSide` keys a side; `undefined` where it cannot read them in bulk.
+ */
+async function readTargetKeys(
+  run: EntityRun,
+  keys: ReadRequest,
+  keysPerSide: number,
+): Promise<TargetKeys | undefined> {
+  const insertedBefore = run.outcome.insertedSoFar();
+  const set = await run.db.keySet?.(run.entity, keys);
+  return (
+    set && { set, summary: summariseKeys(set.hashes, keysPerSide), insertedBefore, keysPerSide }
+  );
+}
+
+/** The source's keys compared with the target's, by `readSourceKeys`, for `compareKeys`. */
+interface KeySets {
+  /** The comparison, once the source's keys are read; `undefined` without either side's. */
+  readonly compared: Promise<
+    { difference: KeySetDifference; sourceKeys: number; target: TargetKeys } | undefined
+  >;
+}
+
+/**
+ * Reads the source's keys whole and compares them with the target's as soon as they come,
+ * whatever the run does meanwhile; reads nothing where the target's could not be read.
+ */
+function readSourceKeys(
+  run: EntityRun,
+  keys: ReadRequest,
+  target: TargetKeys | undefined,
+): KeySets {
+  if (!target) return { compared: Promise.resolve(undefined) };
+  const compared = run.context.source.keySet(run.entity, keys).then(
+    (source) =>
+      source && {
+        difference: compareKeySets(
+          summariseKeys(source.hashes, target.keysPerSide),
+          target.summary,
+        ),
+        sourceKeys: source.hashes.length / 8,
+        target,
+      },
+  );
+  return { compared: settledLater(compared) };
+}
+
+/**
+ * Finds the keys the source no longer holds from both sides' key sets: one pass of each table,
+ * where comparing by bucket takes a pass to summarise and another to read the keys of the
+ * buckets that differ. `undefined` where it cannot be sure of every key: a side that cannot
+ * read its keys in bulk, two keys with one hash, or source keys missing on the target other
+ * than those the run inserted after its keys were read and the `absent` it left out (skipped,
+ * or new in a dry run). The caller then compares keys by bucket.
  */
 async function compareKeys(
   run: EntityRun,
-  sourceKeySet: Promise<KeySet | undefined>,
-  targetKeys: TargetKeySet | undefined,
-  expectedNew: number,
-  sourceRows: number,
+  keySets: KeySets,
+  absent: number,
 ): Promise<TargetOnly | undefined> {
-  const { context, entity } = run;
-  // The target's half of the work is done while the source's keys are on their way.
-  const target =
-    targetKeys &&
-    summariseKeys(targetKeys.hashes, Math.max(sourceRows, targetKeys.hashes.length / 8));
-  const sourceKeys = await sourceKeySet;
-  if (!sourceKeys || !targetKeys || !target) return undefined;
-  const difference = compareKeySets(sourceKeys.hashes, target);
+  const { context, entity, outcome } = run;
+  const compared = await keySets.compared;
+  if (!compared) return undefined;
+  const { difference, sourceKeys, target } = compared;
+  const insertedSince = context.dryRun ? 0 : outcome.insertedSoFar() - target.insertedBefore;
   context.logger.debug?.(
     {
       entity: entity.name,
-      sourceKeys: sourceKeys.hashes.length / 8,
-      targetKeys: targetKeys.hashes.length / 8,
+      sourceKeys,
+      targetKeys: target.set.hashes.length / 8,
       targetOnly: difference.targetOnly.length,
       sourceOnly: difference.sourceOnly,
       ambiguous: difference.ambiguous,
     },
     'entity key sets compared',
   );
-  if (difference.ambiguous || difference.sourceOnly !== expectedNew) return undefined;
-  return { targetKeys, positions: difference.targetOnly };
+  if (difference.ambiguous || difference.sourceOnly !== insertedSince + absent) return undefined;
+  return { targetKeys: target.set, positions: difference.targetOnly };
 }
 
 /**

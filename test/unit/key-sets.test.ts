@@ -124,13 +124,37 @@ describe('compareKeySets', () => {
 });
 
 describe('summariseKeys', () => {
-  it('gives the answer of the hashes themselves, whatever size it was made for', () => {
+  it('gives the answer of the hashes themselves, whichever sides it summarised, for any size', () => {
     fc.assert(
-      fc.property(sides, fc.nat({ max: 5000 }), ({ source, target }, planned) => {
-        const summarised = summariseKeys(pack(target), planned);
-        expect(compareKeySets(pack(source), summarised)).toEqual(naive(source, target));
-      }),
-      { numRuns: 1000 },
+      fc.property(
+        sides,
+        fc.nat({ max: 5000 }),
+        fc.constantFrom('source', 'target', 'both'),
+        ({ source, target }, planned, summarised) => {
+          const side = (hashes: bigint[], which: 'source' | 'target') =>
+            summarised === which || summarised === 'both'
+              ? summariseKeys(pack(hashes), planned)
+              : pack(hashes);
+          expect(compareKeySets(side(source, 'source'), side(target, 'target'))).toEqual(
+            naive(source, target),
+          );
+        },
+      ),
+      { numRuns: 1500 },
     );
+  });
+
+  it('reads hashes wherever they start in their buffer', () => {
+    const hashes = [3n, 2n ** 63n + 5n, 77n];
+    const shifted = new Uint8Array(8 * hashes.length + 3);
+    shifted.set(pack(hashes), 3);
+    const unaligned = shifted.subarray(3);
+    expect(compareKeySets(pack([3n]), summariseKeys(unaligned))).toEqual(naive([3n], hashes));
+  });
+
+  it('refuses two sides summarised for different sizes', () => {
+    expect(() =>
+      compareKeySets(summariseKeys(pack([1n]), 10), summariseKeys(pack([1n]), 10_000)),
+    ).toThrow(/one size/);
   });
 });
