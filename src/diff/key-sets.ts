@@ -46,9 +46,9 @@ function mix(value: number): number {
 }
 
 /**
- * Per bucket of hashes (by their first word's leading `bits`): how many, and two 32-bit sums of the hashes
- * mixed, so that hashes with a pattern (consecutive numbers) do not sum alike. Two buckets that
- * agree hold the same hashes but by a 64-bit coincidence.
+ * Per bucket of hashes (by their first word's leading `bits`): how many, and two 32-bit sums of
+ * the hashes mixed, so that hashes with a pattern (consecutive numbers) do not sum alike. Two
+ * buckets that agree hold the same hashes but by a 64-bit coincidence.
  */
 function summarise(words: Uint32Array, bits: number): Uint32Array {
   const shift = 32 - bits;
