@@ -257,9 +257,12 @@ export interface SyncDatabase {
   tableIdentity(entity: AnyEntity): Promise<string>;
   /**
    * The watermarks stored for an entity and scope (the tenant as text, '' for none), one per
-   * source; `undefined` where this database cannot keep them.
+   * source; where this database cannot keep them, why not.
    */
-  watermarks(entity: AnyEntity, scope: string): Promise<Watermark[] | undefined>;
+  watermarks(
+    entity: AnyEntity,
+    scope: string,
+  ): Promise<Watermark[] | { readonly unavailable: string }>;
   /**
    * Inside the entity's transaction: stores its watermark for the scope, replacing those of any
    * source; `undefined` removes them, so the next run compares every row.

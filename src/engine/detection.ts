@@ -84,7 +84,7 @@ export async function chooseDetection(
     parentIdentities.push(parentIdentity);
   }
   const stored = await db.watermarks(entity, watermarkScope(context));
-  if (stored === undefined) return full('the sync database keeps no watermarks');
+  if ('unavailable' in stored) return full(stored.unavailable);
   const target = await db.tableIdentity(entity);
   const next = {
     tracking: changes,

@@ -509,6 +509,30 @@ describe('incremental detection (PostgreSQL)', () => {
       );
     });
 
+    it('a role that may not create, or read and replace, the watermarks: the sync goes on, in full', async () => {
+      const { source, target } = await pair();
+      await target.pool.query(`DO $$ BEGIN CREATE ROLE inc_limited LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+        REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON point TO inc_limited`);
+      const asLimited = new URL(target.url);
+      asLimited.username = 'inc_limited';
+      asLimited.password = '';
+      const limited = openPool(asLimited.toString(), 2);
+      const first = await sync(source.pool, limited);
+      expect(first).toMatchObject({ status: 'ok', inserted: 200, detection: { mode: 'full' } });
+      expect(first.detection?.reason).toMatch(/no "meter_sync_watermark" table.*meter-sync init/);
+      // The table made by another role, which grants this one only SELECT.
+      await sync(source.pool, target.pool);
+      await target.pool.query('GRANT SELECT ON meter_sync_watermark TO inc_limited');
+      await source.pool.query("UPDATE reading_point SET title = 'moved' WHERE code = 'c1'");
+      const result = await sync(source.pool, limited);
+      expect(result).toMatchObject({ status: 'ok', updated: 1, detection: { mode: 'full' } });
+      expect(result.detection?.reason).toMatch(
+        /may not read and replace .*GRANT SELECT, INSERT, DELETE ON "meter_sync_watermark"/,
+      );
+      await expectEqual(source.pool, target.pool);
+    });
+
     it('the target table emptied and refilled by hand', async () => {
       const reason = await reasonAfter(async ({ target }) => {
         await target.query(

@@ -94,6 +94,7 @@ import { isTransientError } from './transient.js';
 import {
   readWatermarks,
   saveWatermark,
+  WATERMARK_TABLE,
   WATERMARK_TABLE_EXISTS,
   WATERMARK_TABLE_SQL,
   watermarkOf,
@@ -928,8 +929,13 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     },
 
     async watermarks(entity, scope) {
-      if (await emulated()) return undefined;
+      if (await emulated())
+        return { unavailable: 'this engine keeps no row versions, so no watermarks' };
       const { rows } = await executeAll(entity, 'reading the watermark', [WATERMARK_TABLE_EXISTS]);
+      if (rows[0]?.present === true && rows[0]?.usable !== true)
+        return {
+          unavailable: `this role may not read and replace the rows of "${WATERMARK_TABLE}": GRANT SELECT, INSERT, DELETE ON "${WATERMARK_TABLE}" TO the role the sync connects as`,
+        };
       if (rows[0]?.present !== true) {
         // Databases set up before watermarks were kept: create the table, if the role may.
         const created = await executeAll(entity, 'creating the watermark table', [
@@ -943,7 +949,10 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
               { text: rollbackToSavepoint(WATERMARK_SAVEPOINT), values: [] },
             ]).then(() => false),
         );
-        if (!created) return undefined;
+        if (!created)
+          return {
+            unavailable: `the sync database has no "${WATERMARK_TABLE}" table, and this role may not create it: run \`meter-sync init\`, or apply syncSchemaSql, as a role that may`,
+          };
       }
       const stored = await executeAll(entity, 'reading the watermark', [
         readWatermarks(entity, scope),

@@ -21,8 +21,16 @@ export const WATERMARK_TABLE_SQL = `CREATE TABLE IF NOT EXISTS "${WATERMARK_TABL
   PRIMARY KEY ("entity", "scope", "origin")
 );`;
 
+const table = `to_regclass('"${WATERMARK_TABLE}"')`;
+
+/**
+ * Whether the table exists, and whether this role may read and replace its rows (each
+ * privilege asked apart: given several, `has_table_privilege` says whether any is held).
+ */
 export const WATERMARK_TABLE_EXISTS: Statement = {
-  text: `SELECT to_regclass('"${WATERMARK_TABLE}"') IS NOT NULL AS present`,
+  text: `SELECT ${table} IS NOT NULL AS present, coalesce(${['SELECT', 'INSERT', 'DELETE']
+    .map((privilege) => `has_table_privilege(${table}, '${privilege}')`)
+    .join(' AND ')}, false) AS usable`,
   values: [],
 };
 
