@@ -104,6 +104,11 @@ export interface ReadRequest {
   readonly changedSince?: string | undefined;
   /** Keys only: every row's hash is the same, so only keys present on one side differ. */
   readonly keysOnly?: boolean | undefined;
+  /**
+   * The values a soft delete sets (`onMissing.set`, as text for the target's types): `count`
+   * leaves out the rows that hold them all, and the census counts the others (`Census.live`).
+   */
+  readonly softDeleted?: Readonly<Record<string, TextValue>> | undefined;
 }
 
 /** Per-bucket fingerprints of the rows in scope: 8 bytes a bucket, in bucket order. */
@@ -148,6 +153,8 @@ export interface Census {
   readonly nullKeys: number;
   /** Rows with a complete key changed at or after the watermark asked about. */
   readonly changed: number;
+  /** With the request's `softDeleted`: of `rows`, those that do not hold all its values. */
+  readonly live?: number | undefined;
 }
 
 /**

@@ -10,8 +10,11 @@
  *
  * Memory holds a batch, never a table. Unchanged rows are neither parsed nor written.
  */
+
+import type * as core from 'zod/v4/core';
 import type {
   BucketSelection,
+  Census,
   ReadRequest,
   SourceRow,
   SyncDatabase,
@@ -30,6 +33,7 @@ import {
 } from '../diff/key-sets.js';
 import { keyOrders, mergeKeyHashes } from '../diff/merge.js';
 import { nullKeyError, type ParsedRow, repeatedKeyError, rowParser } from '../diff/parse-row.js';
+import { isExactColumn } from '../entity/columns.js';
 import type { AnyEntity } from '../entity/types.js';
 import { DataError, SchemaError } from '../errors.js';
 import type { RunContext } from './context.js';
@@ -216,8 +220,12 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
   const { context, db, entity, request, parser, outcome, takenByParents } = run;
   const changes = context.source.changes;
   if ('unavailable' in changes) throw new Error(`${entity.name}: ${changes.unavailable}`);
+  // Rows a soft delete marked stay on the target: the source's rows without its values are
+  // counted apart, to tell whether any unmarked one went.
+  const softDeletes = entity.onMissing !== 'delete';
+  const softDeleted = markedAsRead(entity) ? softDeleteValues(entity, request.columns) : undefined;
   const [census, targetRows] = await allSettledOrFirstError([
-    changes.census(entity, request, since),
+    changes.census(entity, softDeleted ? { ...request, softDeleted } : request, since),
     db.count(entity, request),
   ]);
   const before = targetRows - takenByParents.size;
@@ -251,7 +259,7 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
   // target's keys are read while the source reads its changed rows.
   const mayHaveGone = before + census.changed - census.rows;
   let targetKeys =
-    keySetsFit && census.changed > 0 && keySetsPay(mayHaveGone, census.rows)
+    keySetsFit && !softDeletes && census.changed > 0 && keySetsPay(mayHaveGone, census.rows)
       ? settledLater(readTargetKeys(run, keys, keysPerSide))
       : undefined;
   let keySets: KeySets | undefined;
@@ -311,14 +319,18 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
     // found them.
     const pendingNew = upserts.filter((candidate) => candidate.isNew).length;
     const gone = before + outcome.insertedSoFar() + pendingNew - census.rows;
-    if (keySetsFit && gone > 0 && keySetsPay(gone, census.rows)) await readKeySets();
+    if (keySetsFit && !softDeletes && gone > 0 && keySetsPay(gone, census.rows))
+      await readKeySets();
     await flush();
   }
   // Every row the target held and every changed one are counted: nothing else wrote to it.
   const after = before + outcome.insertedSoFar();
   // The target holds every source row it held before and every changed one: with as many rows
   // as the source, it holds exactly the source's keys. Skipped rows break that count.
-  if (after !== census.rows || outcome.skippedCandidates() > 0) {
+  if (
+    (after !== census.rows || outcome.skippedCandidates() > 0) &&
+    !(await onlyMarkedLeft(run, softDeleted, census))
+  ) {
     context.logger.debug?.(
       { entity: entity.name, sourceRows: census.rows, targetRows: after },
       'entity keys compared',
@@ -343,6 +355,52 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
   await Promise.allSettled([targetKeys, keySets?.compared]);
   outcome.unchanged += census.rows - outcome.sourceRowsAccountedFor();
   return census.changed;
+}
+
+/**
+ * For an entity that soft deletes: the values its soft delete sets, as the target's text.
+ * `undefined` for one that deletes rows.
+ */
+function softDeleteValues(
+  entity: AnyEntity,
+  description: TableDescription,
+): Record<string, TextValue> | undefined {
+  if (entity.onMissing === 'delete') return undefined;
+  const set: Record<string, TextValue> = {};
+  for (const [column, value] of Object.entries(entity.onMissing.set))
+    set[column] = encodeValue(value, description.get(column));
+  return set;
+}
+
+/**
+ * Whether the columns a soft delete sets are written as the source holds them (`col` schemas,
+ * which never transform a value), so a row holds the soft delete's values on the target exactly
+ * when it does on the source.
+ */
+function markedAsRead(entity: AnyEntity): boolean {
+  if (entity.onMissing === 'delete') return false;
+  const shape = (entity.columns as { shape: Record<string, core.$ZodType> }).shape;
+  return Object.keys(entity.onMissing.set).every((column) => {
+    const schema = shape[column];
+    return schema !== undefined && isExactColumn(schema);
+  });
+}
+
+/**
+ * Whether the target rows the source lacks all hold the soft delete's values already: nothing
+ * to mark then. The target holds every source row, each with the source's values, so it has as
+ * many rows without those values as the source exactly when no unmarked row is left to mark.
+ * Not for a dry run (its writes are not on the target to count) or where rows were skipped.
+ */
+async function onlyMarkedLeft(
+  run: EntityRun,
+  softDeleted: Record<string, TextValue> | undefined,
+  census: Census,
+): Promise<boolean> {
+  const { context, db, entity, request, outcome } = run;
+  if (!softDeleted || census.live === undefined || context.dryRun) return false;
+  if (outcome.skippedCandidates() > 0) return false;
+  return (await db.count(entity, { ...request, softDeleted })) === census.live;
 }
 
 /**
@@ -822,10 +880,8 @@ async function applyMissing(
   const keys = removed ? missing.filter((key) => !removed.has(encodeKey(key))) : missing;
   if (keys.length === 0) return;
   const scope = context.scopeOf(entity);
-  if (entity.onMissing !== 'delete') {
-    const set: Record<string, TextValue> = {};
-    for (const [column, value] of Object.entries(entity.onMissing.set))
-      set[column] = encodeValue(value, description.get(column));
+  const set = softDeleteValues(entity, description);
+  if (set) {
     const changed = context.dryRun ? keys.length : await db.setColumns(entity, keys, set, scope);
     outcome.softDeleted(keys, changed);
     return;

@@ -237,6 +237,83 @@ describe('incremental detection (PostgreSQL)', () => {
     expect(recorded.statements.some((s) => s.startsWith(BUCKETS))).toBe(false);
   });
 
+  it('marks rows gone once, then leaves them: a soft-deleting entity compares no keys while nothing else went', async () => {
+    const soft = defineEntity({
+      name: 'point',
+      table: 'point',
+      columns: point.columns,
+      key: ['site', 'code'],
+      tenantColumn: 'tenant_id',
+      source: { table: 'reading_point', columns: { label: 'title' } },
+      onMissing: { set: { label: null } },
+    });
+    const { source, target } = await pair();
+    const softSync = (pool: PgPool) => sync(pool, target.pool, { entities: [soft] });
+    await softSync(source.pool);
+    // 30 rows gone; 10 others take the soft delete's values on the source itself.
+    await source.pool.query(`DELETE FROM reading_point WHERE code IN (SELECT 'c' || g FROM generate_series(1, 59, 2) AS g);
+      UPDATE reading_point SET title = NULL WHERE code IN (SELECT 'c' || g FROM generate_series(61, 79, 2) AS g)`);
+    expect(await softSync(source.pool)).toMatchObject({
+      updated: 10,
+      deleted: 30,
+      detection: { mode: 'incremental' },
+    });
+    const labels = async () =>
+      (
+        await target.pool.query(
+          'SELECT count(*)::int AS rows, count(label)::int AS labelled FROM point WHERE tenant_id = 1',
+        )
+      ).rows[0];
+    expect(await labels()).toEqual({ rows: 200, labelled: 160 });
+    const keysRead = async (expected: Partial<EntityResult>) => {
+      const recorded = recordingPool(source.pool);
+      expect(await softSync(recorded.pool)).toMatchObject({
+        ...expected,
+        detection: { mode: 'incremental' },
+      });
+      return recorded.statements.some((s) => s.startsWith(KEY_SET) || s.startsWith(BUCKETS));
+    };
+    expect(await keysRead({ inserted: 0, updated: 0, deleted: 0 })).toBe(false);
+    await source.pool.query("DELETE FROM reading_point WHERE code = 'c81'");
+    expect(await keysRead({ deleted: 1 })).toBe(true);
+    expect(await keysRead({ inserted: 0, updated: 0, deleted: 0 })).toBe(false);
+    // A marked row back on the source takes its values again.
+    await source.pool.query("INSERT INTO reading_point VALUES (1, 'c1', 1, 'back', 1.5, 'calm')");
+    expect(await keysRead({ updated: 1, deleted: 0 })).toBe(false);
+    expect(await labels()).toEqual({ rows: 200, labelled: 160 });
+    const back = await target.pool.query("SELECT label FROM point WHERE code = 'c1'");
+    expect(back.rows).toEqual([{ label: 'back' }]);
+  });
+
+  it("marks every row gone where a transform writes the soft delete's values itself", async () => {
+    const soft = defineEntity({
+      name: 'point',
+      table: 'point',
+      columns: point.columns.extend({
+        label: z
+          .string()
+          .nullable()
+          .transform((label) => (label === '' ? null : label)),
+      }),
+      key: ['site', 'code'],
+      tenantColumn: 'tenant_id',
+      source: { table: 'reading_point', columns: { label: 'title' } },
+      onMissing: { set: { label: null } },
+    });
+    const { source, target } = await pair();
+    const softSync = () => sync(source.pool, target.pool, { entities: [soft] });
+    await softSync();
+    // Unmarked on the source, marked once written: counts of unmarked rows no longer tell.
+    await source.pool.query("UPDATE reading_point SET title = '' WHERE code = 'c1'");
+    expect(await softSync()).toMatchObject({ updated: 1, detection: { mode: 'incremental' } });
+    await source.pool.query("DELETE FROM reading_point WHERE code = 'c3'");
+    expect(await softSync()).toMatchObject({ deleted: 1, detection: { mode: 'incremental' } });
+    const marked = await target.pool.query(
+      "SELECT code FROM point WHERE label IS NULL AND code IN ('c1', 'c3') ORDER BY code",
+    );
+    expect(marked.rows).toEqual([{ code: 'c1' }, { code: 'c3' }]);
+  });
+
   it('reads no keys from the source where the changed rows hide no deleted one', async () => {
     const { source, target } = await pair();
     await sync(source.pool, target.pool);

@@ -133,7 +133,18 @@ export function createMemorySyncDatabase(
       });
     },
     async count(entity, request) {
-      return table(entity).filter(inScope(entity, request.scope)).length;
+      const { softDeleted } = request;
+      return table(entity)
+        .filter(inScope(entity, request.scope))
+        .filter(
+          (row) =>
+            !(
+              softDeleted &&
+              Object.entries(softDeleted).every(
+                ([column, value]) => (row[column] ?? null) === value,
+              )
+            ),
+        ).length;
     },
     async tableIdentity(entity) {
       return tableName(entity);

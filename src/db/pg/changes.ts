@@ -143,16 +143,21 @@ export function trackChanges(
       return found;
     },
     async census(entity, request, since): Promise<Census> {
-      const [rows, nullKeys, changed] = await run(
+      const [rows, nullKeys, changed, live] = await run(
         entity,
         'counting source rows',
-        async () => censusStatement(await shapeOf(entity, { ...request, changedSince: since })),
+        async () =>
+          censusStatement(
+            await shapeOf(entity, { ...request, changedSince: since }),
+            request.softDeleted,
+          ),
         firstRow,
       );
       return {
         rows: Number(rows ?? 0),
         nullKeys: Number(nullKeys ?? 0),
         changed: Number(changed ?? 0),
+        live: live === null || live === undefined ? undefined : Number(live),
       };
     },
   };

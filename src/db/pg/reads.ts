@@ -6,7 +6,13 @@
  */
 import { type KeyOrder, keyOrders } from '../../diff/merge.js';
 import type { AnyEntity } from '../../entity/types.js';
-import type { BucketSelection, ParentReference, Scope, TableDescription } from '../types.js';
+import type {
+  BucketSelection,
+  ParentReference,
+  Scope,
+  TableDescription,
+  TextValue,
+} from '../types.js';
 import { columnOf, combinedHash, type SqlType, type TypeClass, typeClass } from './column-types.js';
 import { tenantParameter } from './params.js';
 import { quoteIdent, quoteTable, type Statement } from './sql.js';
@@ -502,31 +508,69 @@ LEFT JOIN (
 }
 
 /** How many rows in scope have a complete key. */
-export function countStatement(shape: ReadShape): Statement {
+export function countStatement(
+  shape: ReadShape,
+  softDeleted?: Readonly<Record<string, TextValue>>,
+): Statement {
+  const params = new Parameters(shape.params);
+  const where = [
+    ...shape.where,
+    notNullKey(shape),
+    ...(softDeleted ? [`NOT (${holdsAll(shape, softDeleted, params)})`] : []),
+  ];
   return {
-    text: `SELECT count(*)::text AS rows FROM ${shape.from} WHERE ${[...shape.where, notNullKey(shape)].join(' AND ')}`,
-    values: [...shape.params],
+    text: `SELECT count(*)::text AS rows FROM ${shape.from} WHERE ${where.join(' AND ')}`,
+    values: params.values,
   };
 }
 
 /**
- * In one pass: rows in scope with a complete key, with a NULL key, and (for a shape that tells
- * them) changed since the watermark. Keys are tested as stored: a cast changes no NULL.
+ * The row holds every one of `values` (a soft delete's, as text), each compared as the target
+ * column's type, NULL matching NULL.
  */
-export function censusStatement(shape: ReadShape): Statement {
+function holdsAll(
+  shape: ReadShape,
+  values: Readonly<Record<string, TextValue>>,
+  params: Parameters,
+): string {
+  return Object.entries(values)
+    .map(([name, value]) => {
+      const column = shape.columns.find((c) => c.name === name);
+      if (!column) throw new Error(`${shape.entity.name}: no column "${name}" to soft delete by`);
+      return `${column.value} IS NOT DISTINCT FROM CAST(${params.add(value)} AS ${column.type})`;
+    })
+    .join(' AND ');
+}
+
+/**
+ * In one pass: rows in scope with a complete key, with a NULL key, (for a shape that tells them)
+ * changed since the watermark, and with `softDeleted` those of them that do not hold all its
+ * values. Keys are tested as stored: a cast changes no NULL.
+ */
+export function censusStatement(
+  shape: ReadShape,
+  softDeleted?: Readonly<Record<string, TextValue>>,
+): Statement {
+  const params = new Parameters(shape.params);
   const where = shape.where.length > 0 ? ` WHERE ${shape.where.join(' AND ')}` : '';
   const changed = shape.changed ?? 'false';
+  const live = (complete: string) =>
+    softDeleted
+      ? `count(*) FILTER (WHERE ${complete}NOT (${holdsAll(shape, softDeleted, params)}))::text`
+      : 'NULL::text';
   if (shape.keyNotNull)
     return {
       // Nothing to test per row but the change: a third of the work on a large table.
-      text: `SELECT count(*)::text AS rows, '0' AS null_keys, count(*) FILTER (WHERE ${changed})::text AS changed FROM ${shape.from}${where}`,
-      values: [...shape.params],
+      text: `SELECT count(*)::text AS rows, '0' AS null_keys, count(*) FILTER (WHERE ${changed})::text AS changed,
+  ${live('')} AS live FROM ${shape.from}${where}`,
+      values: params.values,
     };
   const complete = shape.key.map((c) => `${c.plain} IS NOT NULL`).join(' AND ');
   return {
     text: `SELECT count(*) FILTER (WHERE ${complete})::text AS rows, count(*) FILTER (WHERE NOT (${complete}))::text AS null_keys,
-  count(*) FILTER (WHERE ${complete} AND ${changed})::text AS changed FROM ${shape.from}${where}`,
-    values: [...shape.params],
+  count(*) FILTER (WHERE ${complete} AND ${changed})::text AS changed, ${live(`${complete} AND `)} AS live
+  FROM ${shape.from}${where}`,
+    values: params.values,
   };
 }
 

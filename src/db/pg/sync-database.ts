@@ -906,12 +906,21 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     },
 
     async count(entity, request) {
-      if (await emulated())
-        return (await emulatedScan(entity, request.scope, request.columns)).filter((row) =>
-          entity.key.every((column) => row[entity.columnNames.indexOf(column)] !== null),
+      const { softDeleted } = request;
+      if (await emulated()) {
+        const at = (row: readonly unknown[], column: string) =>
+          row[entity.columnNames.indexOf(column)];
+        return (await emulatedScan(entity, request.scope, request.columns)).filter(
+          (row) =>
+            entity.key.every((column) => at(row, column) !== null) &&
+            !(
+              softDeleted &&
+              Object.entries(softDeleted).every(([column, value]) => at(row, column) === value)
+            ),
         ).length;
+      }
       const { rows } = await executeAll(entity, 'counting target rows', [
-        countStatement(targetShape(entity, request.columns, request.scope)),
+        countStatement(targetShape(entity, request.columns, request.scope), softDeleted),
       ]);
       return Number(rows[0]?.rows ?? 0);
     },
