@@ -221,7 +221,6 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
   if ('unavailable' in changes) throw new Error(`${entity.name}: ${changes.unavailable}`);
   // Rows a soft delete marked stay on the target: the source's rows without its values are
   // counted apart, to tell whether any unmarked one went.
-  const softDeletes = entity.onMissing !== 'delete';
   const softDeleted = markedAsRead(entity) ? softDeleteValues(entity, request.columns) : undefined;
   const [census, targetRows] = await allSettledOrFirstError([
     changes.census(entity, softDeleted ? { ...request, softDeleted } : request, since),
@@ -253,12 +252,14 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
   const absent = new Set<string>();
   const keys: ReadRequest = { ...request, keysOnly: true };
   const keySetsFit = Math.max(before, census.rows) <= KEY_SET_MAX_ROWS;
+  // Not for a soft delete: rows it marked make every run look like one with rows gone.
+  const keySetsAhead = keySetsFit && entity.onMissing === 'delete';
   const keysPerSide = Math.max(before + census.changed, census.rows);
   // As many rows as changed may have gone, hidden in the counts by as many new ones: then the
   // target's keys are read while the source reads its changed rows.
   const mayHaveGone = before + census.changed - census.rows;
   let targetKeys =
-    keySetsFit && !softDeletes && census.changed > 0 && keySetsPay(mayHaveGone, census.rows)
+    keySetsAhead && census.changed > 0 && keySetsPay(mayHaveGone, census.rows)
       ? settledLater(readTargetKeys(run, keys, keysPerSide))
       : undefined;
   let keySets: KeySets | undefined;
@@ -318,8 +319,7 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
     // found them.
     const pendingNew = upserts.filter((candidate) => candidate.isNew).length;
     const gone = before + outcome.insertedSoFar() + pendingNew - census.rows;
-    if (keySetsFit && !softDeletes && gone > 0 && keySetsPay(gone, census.rows))
-      await readKeySets();
+    if (keySetsAhead && gone > 0 && keySetsPay(gone, census.rows)) await readKeySets();
     await flush();
   }
   // Every row the target held and every changed one are counted: nothing else wrote to it.

@@ -908,14 +908,16 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     async count(entity, request) {
       const { softDeleted } = request;
       if (await emulated()) {
-        const at = (row: readonly unknown[], column: string) =>
-          row[entity.columnNames.indexOf(column)];
+        const at = (row: TextRow, column: string) =>
+          row[entity.columnNames.indexOf(column)] ?? null;
         return (await emulatedScan(entity, request.scope, request.columns)).filter(
           (row) =>
             entity.key.every((column) => at(row, column) !== null) &&
             !(
               softDeleted &&
-              Object.entries(softDeleted).every(([column, value]) => at(row, column) === value)
+              Object.entries(softDeleted).every(([column, value]) =>
+                sameEmulatedText(at(row, column), value, request.columns.get(column)),
+              )
             ),
         ).length;
       }
