@@ -102,6 +102,11 @@ export interface ReadRequest {
    * snapshot), source only. Ask only where `unreadableSince` found nothing against it.
    */
   readonly changedSince?: string | undefined;
+  /**
+   * With `changedSince`: where the census of this snapshot found the changed rows
+   * (`Census.changedAt`), so that only those are read rather than every row scanned again.
+   */
+  readonly changedAt?: string | undefined;
   /** Keys only: every row's hash is the same, so only keys present on one side differ. */
   readonly keysOnly?: boolean | undefined;
   /**
@@ -134,6 +139,18 @@ export interface TargetKeySet extends KeySet {
   keysAt(positions: readonly number[]): Promise<TextKey[]>;
 }
 
+/** The target's `KeySet` as `SyncDatabase.keySet` reads it. */
+export interface TargetKeySetRead {
+  /**
+   * True where the keys are read on a connection of their own: they are the target's as last
+   * committed, without the transaction's writes, and it may write meanwhile. False where they
+   * are read in the transaction: it must not write until they are.
+   */
+  readonly apart: boolean;
+  /** `undefined` where this database cannot read keys in bulk. */
+  readonly keys: Promise<TargetKeySet | undefined>;
+}
+
 /** A key and the hash of its row's values (as `HashMode` says). */
 export interface KeyHash {
   readonly key: TextKey;
@@ -155,6 +172,11 @@ export interface Census {
   readonly changed: number;
   /** With the request's `softDeleted`: of `rows`, those that do not hold all its values. */
   readonly live?: number | undefined;
+  /**
+   * Where the changed rows are in this snapshot, where the source can tell (opaque): pass it as
+   * `ReadRequest.changedAt` to the read of the changed rows.
+   */
+  readonly changedAt?: string | undefined;
 }
 
 /**
@@ -253,10 +275,10 @@ export interface SyncDatabase {
   /** How many rows in scope have a complete key. */
   count(entity: AnyEntity, request: ReadRequest): Promise<number>;
   /**
-   * Every key in scope with a complete key, as hashes the source's `keySet` matches; inside a
-   * transaction. `undefined` where this database cannot read them in bulk.
+   * Begins reading every key in scope with a complete key, as hashes the source's `keySet`
+   * matches; inside a transaction.
    */
-  keySet?(entity: AnyEntity, request: ReadRequest): Promise<TargetKeySet | undefined>;
+  keySet?(entity: AnyEntity, request: ReadRequest): TargetKeySetRead;
   /**
    * What changes when the table is replaced or emptied other than by a sync (recreated,
    * truncated, rewritten): a watermark holds only for the table it was taken with.

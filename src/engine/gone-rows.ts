@@ -98,54 +98,73 @@ export interface TargetOnly {
 interface TargetKeys {
   readonly set: TargetKeySet;
   readonly summary: SummarisedKeys;
-  /** Rows the run had inserted when they were read. */
+  /** Rows the run had inserted that they hold. */
   readonly insertedBefore: number;
-  readonly keysPerSide: number;
+}
+
+/** The target's keys being read: `readTargetKeys`. */
+export interface TargetKeysRead {
+  /** Whether the run may write while they are read: see `TargetKeySetRead.apart`. */
+  readonly apart: boolean;
+  /** Whole and summarised; `undefined` where they cannot be read in bulk. */
+  readonly keys: Promise<TargetKeys | undefined>;
 }
 
 /**
- * The target's keys in scope, whole (8 bytes a key), summarised for a comparison of
- * `keysPerSide` keys a side; `undefined` where it cannot read them in bulk.
+ * Begins reading the target's keys in scope, whole (8 bytes a key), summarised for a comparison
+ * of `keysPerSide` keys a side.
  */
-export async function readTargetKeys(
+export function readTargetKeys(
   run: EntityRun,
   keys: ReadRequest,
   keysPerSide: number,
-): Promise<TargetKeys | undefined> {
-  const insertedBefore = run.outcome.insertedSoFar();
-  const set = await run.db.keySet?.(run.entity, keys);
-  return (
-    set && { set, summary: summariseKeys(set.hashes, keysPerSide), insertedBefore, keysPerSide }
-  );
+): TargetKeysRead {
+  const read = run.db.keySet?.(run.entity, keys);
+  if (!read) return { apart: true, keys: Promise.resolve(undefined) };
+  // Read in the transaction, they hold what it inserted until then: it writes no more meanwhile.
+  const insertedBefore = read.apart ? 0 : run.outcome.insertedSoFar();
+  return {
+    apart: read.apart,
+    keys: settledLater(
+      read.keys.then(
+        (set) => set && { set, summary: summariseKeys(set.hashes, keysPerSide), insertedBefore },
+      ),
+    ),
+  };
 }
 
 /** The source's keys compared with the target's, by `readSourceKeys`, for `compareKeys`. */
 export interface KeySets {
-  /** The comparison, once the source's keys are read; `undefined` without either side's. */
+  /** The comparison, once both sides' keys are read; `undefined` without either side's. */
   readonly compared: Promise<
     { difference: KeySetDifference; sourceKeys: number; target: TargetKeys } | undefined
   >;
 }
 
 /**
- * Reads the source's keys whole and compares them with the target's as soon as they come,
- * whatever the run does meanwhile; reads nothing where the target's could not be read.
+ * Reads the source's keys whole, without waiting for the target's, and compares them with the
+ * target's as soon as both have come, whatever the run does meanwhile.
  */
 export function readSourceKeys(
   run: EntityRun,
   keys: ReadRequest,
-  target: TargetKeys | undefined,
+  target: TargetKeysRead,
+  keysPerSide: number,
 ): KeySets {
-  if (!target) return { compared: Promise.resolve(undefined) };
-  const compared = run.context.source.keySet(run.entity, keys).then(
-    (source) =>
-      source && {
-        difference: compareKeySets(
-          summariseKeys(source.hashes, target.keysPerSide),
-          target.summary,
-        ),
-        sourceKeys: source.hashes.length / 8,
-        target,
+  if (!run.db.keySet) return { compared: Promise.resolve(undefined) };
+  const source = run.context.source
+    .keySet(run.entity, keys)
+    .then(
+      (set) =>
+        set && { keys: set.hashes.length / 8, summary: summariseKeys(set.hashes, keysPerSide) },
+    );
+  const compared = Promise.all([source, target.keys]).then(
+    ([sourceSide, targetSide]) =>
+      sourceSide &&
+      targetSide && {
+        difference: compareKeySets(sourceSide.summary, targetSide.summary),
+        sourceKeys: sourceSide.keys,
+        target: targetSide,
       },
   );
   return { compared: settledLater(compared) };

@@ -40,7 +40,7 @@ import {
 import type { Keys, Outcome } from './outcome.js';
 import { decodeKey, encodeKey, planDeletion, splitOrphans } from './references.js';
 import type { ChangeKey } from './result.js';
-import { allSettledOrFirstError, settledLater } from './settle.js';
+import { allSettledOrFirstError } from './settle.js';
 
 /** Changes gathered before they are applied together. */
 const BATCH_ROWS = 5_000;
@@ -260,20 +260,25 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
   const mayHaveGone = before + census.changed - census.rows;
   let targetKeys =
     keySetsAhead && census.changed > 0 && keySetsPay(mayHaveGone, census.rows)
-      ? settledLater(readTargetKeys(run, keys, keysPerSide))
+      ? readTargetKeys(run, keys, keysPerSide)
       : undefined;
   let keySets: KeySets | undefined;
-  const readKeySets = async () => {
+  const readKeySets = () => {
     targetKeys ??= readTargetKeys(run, keys, keysPerSide);
-    keySets ??= readSourceKeys(run, keys, await targetKeys);
+    keySets ??= readSourceKeys(run, keys, targetKeys, keysPerSide);
     return keySets;
   };
   if (census.changed > 0) {
-    const read: ReadRequest = { ...request, changedSince: since, values: true };
+    const read: ReadRequest = {
+      ...request,
+      changedSince: since,
+      changedAt: census.changedAt,
+      values: true,
+    };
     let upserts: Candidate[] = [];
     const flush = async () => {
-      // The target's keys, if read, are its keys before any write.
-      await targetKeys;
+      // The target's keys, if read in the transaction, are its keys before any write.
+      if (targetKeys && !targetKeys.apart) await targetKeys.keys;
       const pending = upserts;
       upserts = [];
       for (let i = 0; i < pending.length; i += BATCH_ROWS) {
@@ -286,7 +291,18 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
       }
     };
     let seen = 0;
-    for await (const batch of collapseRepeatedKeys(context.source.rows(entity, read))) {
+    let readRows = 0;
+    let pendingNew = 0;
+    // Rows gone, at least: each new row read so far adds one to the target's count. Once these
+    // make key sets pay, both sides' keys are read while the rest is read and written.
+    const goneAtLeast = () => before + outcome.insertedSoFar() + pendingNew - census.rows;
+    const counted = async function* () {
+      for await (const batch of context.source.rows(entity, read)) {
+        readRows += batch.length;
+        yield batch;
+      }
+    };
+    for await (const batch of collapseRepeatedKeys(counted())) {
       seen += batch.length;
       run.progress('reading', seen);
       const stored = new Map(
@@ -309,17 +325,25 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
           isNew: hash === undefined,
           repeats: row.repeats,
         });
+        if (hash === undefined) pendingNew += 1;
         // Held back a while: the last ones are written while the keys are compared.
-        if (upserts.length >= HELD_ROWS) await flush();
+        if (upserts.length >= HELD_ROWS) {
+          await flush();
+          pendingNew = 0;
+        }
       }
+      // Rows the source deleted show in the counts. Both sides' keys are then read (the
+      // target's perhaps already) before the last changes are written, and compared while they
+      // are: rows to delete are none of those written, so they stay where the target's keys
+      // found them.
+      if (keySetsAhead && goneAtLeast() > 0 && keySetsPay(goneAtLeast(), census.rows))
+        readKeySets();
     }
-    // Rows the source deleted show now in the counts. Both sides' keys are then read (the
-    // target's perhaps already) before the last changes are written, and compared while they
-    // are: rows to delete are none of those written, so they stay where the target's keys
-    // found them.
-    const pendingNew = upserts.filter((candidate) => candidate.isNew).length;
-    const gone = before + outcome.insertedSoFar() + pendingNew - census.rows;
-    if (keySetsAhead && gone > 0 && keySetsPay(gone, census.rows)) await readKeySets();
+    // One snapshot: the census and the read see the same changed rows, or neither can be trusted.
+    if (readRows !== census.changed)
+      throw new Error(
+        `the source counted ${census.changed} changed rows but read ${readRows} in the same snapshot: nothing is applied rather than a row missed`,
+      );
     await flush();
   }
   // Every row the target held and every changed one are counted: nothing else wrote to it.
@@ -337,7 +361,7 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
     const differences = Math.abs(after - census.rows) + outcome.skippedCandidates();
     const found =
       keySetsFit && (keySets !== undefined || keySetsPay(differences, census.rows))
-        ? await compareKeys(run, await readKeySets(), absent.size)
+        ? await compareKeys(run, readKeySets(), absent.size)
         : undefined;
     if (!found || !(await deleteTargetOnly(run, found))) {
       // Buckets small enough that most hold one difference at most: fewer keys to read.
@@ -351,7 +375,7 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
     }
   }
   // Keys read for nothing are still read to the end before the next read.
-  await Promise.allSettled([targetKeys, keySets?.compared]);
+  await Promise.allSettled([targetKeys?.keys, keySets?.compared]);
   outcome.unchanged += census.rows - outcome.sourceRowsAccountedFor();
   return census.changed;
 }

@@ -39,6 +39,42 @@ type Pool = pg.Pool;
 const KEY_SET = 'COPY (SELECT string_agg(int8send(';
 const BUCKETS = 'SELECT encode(string_agg(int8send(COALESCE(a.fingerprint';
 
+/**
+ * A pool that records each statement with its parameters, after `rewrite` (which may change
+ * them, as a fault on the way would).
+ */
+function capturingPool(
+  pool: Pool,
+  rewrite: (query: { text: string; values?: unknown[] | undefined }) => {
+    text: string;
+    values?: unknown[] | undefined;
+  } = (query) => query,
+) {
+  const queries: { text: string; values?: unknown[] | undefined }[] = [];
+  return {
+    queries,
+    pool: {
+      async connect() {
+        const client = await pool.connect();
+        return {
+          query(config: { text: string; values?: unknown[]; submit?: unknown }) {
+            // COPY streams (pg-copy-streams) are objects that drive the connection themselves.
+            if (typeof config.submit === 'function') return client.query(config as never);
+            const query = rewrite(config);
+            queries.push(query);
+            return client.query({ ...config, ...query } as pg.QueryConfig);
+          },
+          release: (error?: Error | boolean) => client.release(error),
+          on: (event: 'error', listener: (error: Error) => void) => client.on(event, listener),
+          removeListener: (event: 'error', listener: (error: Error) => void) =>
+            client.removeListener(event, listener),
+          connection: (client as unknown as { connection: unknown }).connection,
+        };
+      },
+    },
+  };
+}
+
 async function pair(sourceDdl = SOURCE_DDL, targetDdl = TARGET_DDL) {
   const source = await createDatabase('inc_src');
   const target = await createDatabase('inc_dst');
@@ -108,6 +144,74 @@ describe('incremental detection (PostgreSQL)', () => {
     expect(changed).toMatchObject({ inserted: 1, updated: 3, deleted: 2 });
     expect(changed.detection?.mode).toBe('incremental');
     await expectEqual(source.pool, target.pool);
+  });
+
+  it('reads the changed rows where the census found them, without a second scan; a partitioned table by a scan', async () => {
+    const plain = await pair();
+    const partitioned = await pair(
+      SOURCE_DDL.replace(
+        'PRIMARY KEY (site, code));',
+        `PRIMARY KEY (site, code)) PARTITION BY HASH (site);
+        CREATE TABLE reading_point_0 PARTITION OF reading_point FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+        CREATE TABLE reading_point_1 PARTITION OF reading_point FOR VALUES WITH (MODULUS 2, REMAINDER 1);`,
+      ),
+    );
+    for (const [{ source, target }, places] of [
+      [plain, true],
+      [partitioned, false],
+    ] as const) {
+      await sync(source.pool, target.pool);
+      // Rows in both partitions, which number their rows alike.
+      await source.pool.query(`UPDATE reading_point SET title = 'moved' WHERE code IN ('c1', 'c2', 'c3', 'c4');
+        DELETE FROM reading_point WHERE code = 'c5'`);
+      const read = capturingPool(source.pool);
+      expect(await sync(read.pool, target.pool)).toMatchObject({ updated: 2, deleted: 1 });
+      await expectEqual(source.pool, target.pool);
+      const declared = read.queries.find((query) => query.text.startsWith('DECLARE'));
+      const select = String(declared?.text).replace(/^DECLARE .*? CURSOR FOR /s, '');
+      const plan = JSON.stringify(
+        (await source.pool.query(`EXPLAIN (FORMAT JSON) ${select}`, declared?.values)).rows,
+      );
+      expect(select.includes('::tid[])')).toBe(places);
+      expect(plan.includes('"Tid Scan"')).toBe(places);
+      expect(plan.includes('"Seq Scan"')).toBe(!places);
+    }
+  });
+
+  it('fails the entity, changing nothing, where the read of changed rows brings fewer than the census counted', async () => {
+    const { source, target } = await pair();
+    await sync(source.pool, target.pool);
+    await source.pool.query(
+      "UPDATE reading_point SET title = 'changed' WHERE code IN ('c1', 'c3', 'c5')",
+    );
+    // A read that loses a row on the way: one place fewer than the census found.
+    const lossy = capturingPool(source.pool, (query) =>
+      query.text.startsWith('DECLARE')
+        ? {
+            ...query,
+            values: query.values?.map((value) =>
+              typeof value === 'string' && value.startsWith('{"(')
+                ? value.replace(/^\{"\([^)]*\)",/, '{')
+                : value,
+            ),
+          }
+        : query,
+    );
+    const before = await target.pool.query('SELECT * FROM point ORDER BY site, code');
+    const result = await performSync({
+      source: lossy.pool,
+      target: target.pool,
+      tenantId: 1,
+      entities: [point],
+    });
+    expect(result.entities.point?.status).toBe('failed');
+    expect(String(result.entities.point?.error?.message)).toMatch(
+      /^point: the source counted 3 changed rows but read 2 /,
+    );
+    expect((await target.pool.query('SELECT * FROM point ORDER BY site, code')).rows).toEqual(
+      before.rows,
+    );
+    expect(lossy.queries.some((query) => query.text.startsWith('DECLARE'))).toBe(true);
   });
 
   it('sees a transaction that was open during a sync and commits after it', async () => {
@@ -235,6 +339,32 @@ describe('incremental detection (PostgreSQL)', () => {
     await expectEqual(source.pool, target.pool);
     expect(recorded.statements.filter((s) => s.startsWith(KEY_SET))).toHaveLength(1);
     expect(recorded.statements.some((s) => s.startsWith(BUCKETS))).toBe(false);
+  });
+
+  it("reads both sides' keys as soon as the rows read show enough gone, before the last are read", async () => {
+    const { source, target } = await pair(
+      `${SOURCE_DDL.replace(/INSERT INTO[^;]*;/, '')}
+      INSERT INTO reading_point SELECT g / 1000, 'c' || g, 1, 'p' || g, g, 'calm' FROM generate_series(1, 300000) AS g;`,
+    );
+    await sync(source.pool, target.pool);
+    // New keys first in key order, then more changed rows than one batch brings.
+    await source.pool.query(`INSERT INTO reading_point SELECT -1, 'n' || g, 1, 'n', g, 'busy' FROM generate_series(1, 700) AS g;
+      DELETE FROM reading_point WHERE site = 7;
+      UPDATE reading_point SET title = 'changed' WHERE site BETWEEN 100 AND 111`);
+    const recorded = recordingPool(source.pool);
+    expect(await sync(recorded.pool, target.pool)).toMatchObject({
+      inserted: 700,
+      updated: 12_000,
+      deleted: 1000,
+      detection: { mode: 'incremental' },
+    });
+    await expectEqual(source.pool, target.pool);
+    // Asked for after the first batch, before the cursor over the changed rows was closed.
+    const keySet = recorded.statements.findIndex((s) => s.startsWith(KEY_SET));
+    const fetches = recorded.statements.filter((s) => s.startsWith('FETCH'));
+    expect(fetches.length).toBeGreaterThan(1);
+    expect(keySet).toBeGreaterThan(recorded.statements.findIndex((s) => s.startsWith('FETCH')));
+    expect(keySet).toBeLessThan(recorded.statements.findIndex((s) => s.startsWith('CLOSE')));
   });
 
   it('marks rows gone once, then leaves them: a soft-deleting entity compares no keys while nothing else went', async () => {

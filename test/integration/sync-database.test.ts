@@ -1,5 +1,7 @@
+import fc from 'fast-check';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import { copyOutByteas } from '../../src/db/pg/copy.js';
 import { createPgSyncDatabase, defineEntity } from '../../src/index.js';
 import { createDatabase, openPool } from '../support/postgres.js';
 import { onPool, READING_DDL, reading, syncDatabaseSuite } from '../support/sync-database-suite.js';
@@ -11,6 +13,116 @@ describe('SyncDatabase on PostgreSQL', () => {
     return pool;
   };
   syncDatabaseSuite(async () => onPool(await open()));
+
+  it('reads keys in the transaction where the pool has no connection to spare, and apart where it has', async () => {
+    const request = { scope: { tenantId: 1 }, hash: 'sql' as const, keysOnly: true as const };
+    const readWithNewRow = async (max: number) => {
+      const { url } = await createDatabase('syncdb_keys');
+      const setup = openPool(url, 1);
+      await setup.query(READING_DDL);
+      await setup.query("INSERT INTO reading (meter_id, element, tenant_id) VALUES (1, 'A', 1)");
+      await setup.end();
+      const db = createPgSyncDatabase(openPool(url, max));
+      return db.transaction(async (tx) => {
+        const columns = (await tx.describe(reading)) as NonNullable<
+          Awaited<ReturnType<typeof tx.describe>>
+        >;
+        await tx.write(reading, [['2', 'B', '1', null, null, null]], {});
+        const read = tx.keySet?.(reading, { ...request, columns });
+        const set = await read?.keys;
+        // The transaction goes on writing while keys read apart come.
+        await tx.write(reading, [['3', 'C', '1', null, null, null]], {});
+        return { apart: read?.apart, keys: (set?.hashes.length ?? 0) / 8 };
+      });
+    };
+    // A pool of one would wait for ever for a second connection: the keys are read in the
+    // transaction, with its first write; with room for another, on it, without.
+    expect(await readWithNewRow(1)).toEqual({ apart: false, keys: 2 });
+    expect(await readWithNewRow(2)).toEqual({ apart: true, keys: 1 });
+  });
+
+  it('gives up a second connection that cannot start its transaction, and reads keys in the transaction from then on', async () => {
+    const { url } = await createDatabase('syncdb_stuck');
+    const real = openPool(url, 4);
+    await real.query(READING_DDL);
+    await real.query("INSERT INTO reading (meter_id, element, tenant_id) VALUES (1, 'A', 1)");
+    // A pooler with one server connection, held by the transaction: a second waits for ever.
+    let destroyed = 0;
+    let checkedOut = 0;
+    const pooler = {
+      get totalCount() {
+        return checkedOut;
+      },
+      idleCount: 0,
+      options: { max: 4 },
+      async connect() {
+        const client = await real.connect();
+        checkedOut += 1;
+        const stuck = checkedOut > 1;
+        return {
+          query: (config: pg.QueryConfig) =>
+            stuck ? new Promise<never>(() => undefined) : client.query(config),
+          release: (error?: Error | boolean) => {
+            checkedOut -= 1;
+            if (error === true) destroyed += 1;
+            client.release(error);
+          },
+          connection: (client as unknown as { connection: unknown }).connection,
+        };
+      },
+    };
+    const db = createPgSyncDatabase(pooler as never);
+    const request = { scope: { tenantId: 1 }, hash: 'sql' as const, keysOnly: true as const };
+    const readKeys = () =>
+      db.transaction(async (tx) => {
+        const columns = (await tx.describe(reading)) as NonNullable<
+          Awaited<ReturnType<typeof tx.describe>>
+        >;
+        const read = tx.keySet?.(reading, { ...request, columns });
+        const set = await read?.keys;
+        return { apart: read?.apart, keys: set && set.hashes.length / 8 };
+      });
+    const started = Date.now();
+    expect(await readKeys()).toEqual({ apart: true, keys: undefined });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(destroyed).toBe(1);
+    expect(await readKeys()).toEqual({ apart: false, keys: 1 });
+  });
+
+  it('reads the byte strings of a binary COPY whole, the first where 64-bit words read it in place', async () => {
+    const { pool } = await createDatabase('syncdb_copy');
+    const client = await pool.connect();
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.option(fc.uint8Array({ maxLength: 300_000 }), { nil: null }), {
+            minLength: 1,
+            maxLength: 3,
+          }),
+          async (values) => {
+            const fields = values
+              .map((value) =>
+                value === null
+                  ? 'NULL::bytea'
+                  : `'\\x${Buffer.from(value).toString('hex')}'::bytea`,
+              )
+              .join(', ');
+            const read = await copyOutByteas(
+              client as never,
+              `COPY (SELECT ${fields}) TO STDOUT (FORMAT binary)`,
+            );
+            expect(read.map((field) => Buffer.from(field).toString('hex'))).toEqual(
+              values.map((value) => Buffer.from(value ?? []).toString('hex')),
+            );
+            if (values[0]) expect((read[0]?.byteOffset ?? 1) % 8).toBe(0);
+          },
+        ),
+        { numRuns: 40 },
+      );
+    } finally {
+      client.release();
+    }
+  });
 
   it('rolls back a transaction that throws', async () => {
     const pool = await open();

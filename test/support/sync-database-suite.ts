@@ -187,13 +187,13 @@ export function syncDatabaseSuite(open: () => Promise<ContractSubject>) {
       Awaited<ReturnType<SyncDatabase['describe']>>
     >;
     const request = { scope: { tenantId: 1 }, hash: 'sql' as const, columns: description };
-    const read = () => db.transaction(async (tx) => tx.keySet?.(reading, request));
+    const read = () => db.transaction(async (tx) => tx.keySet?.(reading, request).keys);
     const keys = await read();
     // Where a database cannot read keys in bulk, it says so and the engine compares buckets.
     if (keys === undefined) return;
     expect(keys.hashes.length).toBe(16);
     const named = await db.transaction(async (tx) => {
-      const set = await tx.keySet?.(reading, request);
+      const set = await tx.keySet?.(reading, request).keys;
       return set?.keysAt([1, 0]);
     });
     expect(named?.map((key) => key.join('/')).sort()).toEqual(['1/A', '1/B']);
@@ -205,11 +205,20 @@ export function syncDatabaseSuite(open: () => Promise<ContractSubject>) {
     expect(hashesOf(again?.hashes)).toEqual(hashesOf(keys.hashes));
     // A row that no longer holds the key it was read with is left out.
     const moved = await db.transaction(async (tx) => {
-      const set = await tx.keySet?.(reading, request);
+      const set = await tx.keySet?.(reading, request).keys;
       await tx.deleteKeys(reading, [['1', 'A']], { tenantId: 1 });
       return set?.keysAt([0, 1]);
     });
     expect(moved?.map((key) => key.join('/'))).toEqual(['1/B']);
+    // Read apart from the transaction, the keys are the committed ones (1/B is left in scope);
+    // read in it, its new row's too.
+    const { apart, count } = await db.transaction(async (tx) => {
+      await tx.write(reading, [['3', 'C', '1', null, null, null]], {});
+      const set = tx.keySet?.(reading, request);
+      const hashes = (await set?.keys)?.hashes;
+      return { apart: set?.apart, count: (hashes?.length ?? 0) / 8 };
+    });
+    expect(count).toBe(apart ? 1 : 2);
   });
 
   it('describes the table and reports a missing one', async () => {

@@ -72,6 +72,8 @@ FROM pg_class AS c WHERE c.oid = to_regclass($1)`,
 
 /** Relations whose row versions carry the xmin of their writer: tables, partitioned tables, matviews. */
 const TRACKED_KINDS = new Set(['r', 'p', 'm']);
+/** Of those, the ones whose rows a ctid names alone. */
+const PLACED_KINDS = new Set(['r', 'm']);
 
 /** The clock's row, as CLOCK returns it. */
 export interface Clock {
@@ -89,6 +91,8 @@ const firstRow = (rows: readonly unknown[]): unknown[] => rowValues(rows[0]);
 export interface PgChangeTracking extends ChangeTracking {
   /** How many xids back from the one `age()` counts from `watermark` is. */
   within(watermark: string): string;
+  /** Whether the entity's table rows can be read again by ctid (`ReadShape.place`). */
+  placed(entity: AnyEntity): Promise<boolean>;
 }
 
 /** Change tracking for one snapshot whose clock was read. */
@@ -105,7 +109,7 @@ export function trackChanges(
 ): PgChangeTracking {
   const now = BigInt(clock.now);
   const xmin = BigInt(clock.xmin);
-  const identities = new Map<string, Promise<string | undefined>>();
+  const identities = new Map<string, Promise<{ kind: string; identity: string } | undefined>>();
   const readTableIdentity = async (entity: AnyEntity) => {
     if (entity.source.kind !== 'table') return undefined;
     const source = entity.source;
@@ -116,7 +120,20 @@ export function trackChanges(
       () => tableIdentityStatement(source.table, columns),
       firstRow,
     );
-    return TRACKED_KINDS.has(String(kind)) ? String(identity) : undefined;
+    return TRACKED_KINDS.has(String(kind))
+      ? { kind: String(kind), identity: String(identity) }
+      : undefined;
+  };
+  const identityOf = (entity: AnyEntity) => {
+    // Asked again for a parent that entities are read through: its tables are locked for the
+    // snapshot, so the answer stands.
+    let found = identities.get(entity.name);
+    if (!found) {
+      found = readTableIdentity(entity);
+      identities.set(entity.name, found);
+      found.catch(() => identities.delete(entity.name));
+    }
+    return found;
   };
   return {
     origin: `${clock.system}:${clock.timeline}:${clock.database}`,
@@ -131,19 +148,12 @@ export function trackChanges(
     },
     ageing: (watermark) => now - BigInt(watermark) >= SAFE_DISTANCE,
     within: (watermark) => (now - BigInt(watermark)).toString(),
-    tableIdentity(entity) {
-      // Asked again for a parent that entities are read through: its tables are locked for the
-      // snapshot, so the answer stands.
-      let found = identities.get(entity.name);
-      if (!found) {
-        found = readTableIdentity(entity);
-        identities.set(entity.name, found);
-        found.catch(() => identities.delete(entity.name));
-      }
-      return found;
-    },
+    tableIdentity: async (entity) => (await identityOf(entity))?.identity,
+    // A table's row versions stay where they are while the snapshot holds them; a partitioned
+    // table's partitions number theirs alike.
+    placed: async (entity) => PLACED_KINDS.has((await identityOf(entity))?.kind ?? ''),
     async census(entity, request, since): Promise<Census> {
-      const [rows, nullKeys, changed, live] = await run(
+      const [rows, nullKeys, changed, live, places] = await run(
         entity,
         'counting source rows',
         async () =>
@@ -158,6 +168,7 @@ export function trackChanges(
         nullKeys: Number(nullKeys ?? 0),
         changed: Number(changed ?? 0),
         live: live === null || live === undefined ? undefined : Number(live),
+        changedAt: places === null || places === undefined ? undefined : String(places),
       };
     },
   };

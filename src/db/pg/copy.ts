@@ -145,13 +145,22 @@ export async function copyOutByteas(client: PgClient, copyOutSql: string): Promi
   const out = (client as unknown as CopyCapableClient).query(copyTo(copyOutSql)) as Readable;
   const chunks: Buffer[] = [];
   for await (const chunk of out) chunks.push(chunk as Buffer);
-  const data = Buffer.concat(chunks);
+  const total = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+  const head = Buffer.concat(chunks, Math.min(total, 19));
   const unexpected = (what: string) =>
     new Error(`COPY (FORMAT binary) sent ${what}, not the one row of byte strings expected`);
-  if (data.length < 19 || !data.subarray(0, 11).equals(BINARY_SIGNATURE))
+  if (head.length < 19 || !head.subarray(0, 11).equals(BINARY_SIGNATURE))
     throw unexpected('no binary header');
   // Signature, flags, then the header extension and its length.
-  let at = 19 + data.readUInt32BE(15);
+  let at = 19 + head.readUInt32BE(15);
+  // The first field starts on an 8-byte boundary, where 64-bit words can be read in place.
+  const pad = (8 - ((at + 6) % 8)) % 8;
+  const data = Buffer.allocUnsafeSlow(pad + total).subarray(pad);
+  let filled = 0;
+  for (const chunk of chunks) {
+    data.set(chunk, filled);
+    filled += chunk.length;
+  }
   const count = data.readInt16BE(at);
   at += 2;
   if (count < 1) throw unexpected('no row');

@@ -40,6 +40,23 @@ export interface PgClient {
 /** A pool of connections: the only thing meter-sync needs from a database. */
 export interface PgPool {
   connect(): Promise<PgClient>;
+  /** node-postgres: connections open, and those of them idle. */
+  readonly totalCount?: number;
+  readonly idleCount?: number;
+  /** node-postgres: the most connections the pool opens (`max`, default 10). */
+  readonly options?: { readonly max?: number };
+}
+
+/**
+ * Whether `pool` says it can hand out another connection now without waiting for one to be
+ * returned: an idle one, or room to open one. False where it does not say (pg-mem, other
+ * pools), so a caller holding a connection never waits on a pool of one for a second.
+ */
+export function hasSpareConnection(pool: PgPool): boolean {
+  const { totalCount, idleCount } = pool;
+  const max = pool.options?.max ?? 10;
+  if (typeof totalCount !== 'number' || typeof idleCount !== 'number') return false;
+  return idleCount > 0 || totalCount < max;
 }
 
 /** A result row as its values in column order: drivers return arrays (`rowMode: 'array'`) or objects. */

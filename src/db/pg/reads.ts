@@ -44,6 +44,11 @@ export interface ReadShape {
   readonly orders: readonly KeyOrder[];
   /** A boolean: the row changed since the request's watermark (source reads with `changedSince`). */
   readonly changed?: string | undefined;
+  /**
+   * The row's `ctid`, where changed rows can be read again by it within the snapshot (a table's
+   * rows; a partitioned table's partitions share ctids).
+   */
+  readonly place?: string | undefined;
   /** Every key column is NOT NULL in the table read: no row has a NULL in its key. */
   readonly keyNotNull?: boolean | undefined;
 }
@@ -210,9 +215,13 @@ export function sourceShape(
     readonly changedWithin?: string | undefined;
     /** Columns NOT NULL in the source table. */
     readonly notNull?: ReadonlySet<string> | undefined;
+    /** With `changedWithin`: the table's rows can be read again by `ctid` (`ReadShape.place`). */
+    readonly placed?: boolean | undefined;
+    /** With `changedWithin`: the changed rows are at these ctids (a `tid[]` as text) alone. */
+    readonly changedAt?: string | undefined;
   } = {},
 ): ReadShape {
-  const { tenantExpression, changedWithin, notNull } = options;
+  const { tenantExpression, changedWithin, notNull, placed, changedAt } = options;
   const tied = tiedToParents(entity, scope);
   const scoped = (entity.tenantColumn !== undefined || tied) && tenantExpression === undefined;
   const params: unknown[] = scoped ? [tenantParameter(scope.tenantId)] : [];
@@ -223,10 +232,16 @@ export function sourceShape(
       ? `CAST(${plain} AS ${withoutLength(target)})`
       : plain;
   };
-  let changed: { readonly alias: string; readonly within: string } | undefined;
+  let changed:
+    | { readonly alias: string; readonly within: string; readonly place?: string | undefined }
+    | undefined;
   if (changedWithin !== undefined) {
     params.push(changedWithin);
-    changed = { alias: unusedName(entity.columnNames, 'changed'), within: `$${params.length}` };
+    changed = {
+      alias: unusedName(entity.columnNames, 'changed'),
+      within: `$${params.length}`,
+      place: placed ? unusedName(entity.columnNames, 'place') : undefined,
+    };
   }
   const read = shapeOf(
     entity,
@@ -247,10 +262,21 @@ export function sourceShape(
     (column) =>
       INTEGER_TYPES.has(sourceTypes.get(column) ?? '') ? columnOf(SOURCE, column) : value(column),
   );
-  const shape = { ...read, keyNotNull: entity.key.every((column) => notNull?.has(column)) };
+  const place = changed?.place === undefined ? undefined : columnOf(SOURCE, changed.place);
+  const shape = {
+    ...read,
+    keyNotNull: entity.key.every((column) => notNull?.has(column)),
+    place,
+  };
   if (!changed) return shape;
+  // Where the census found the changed rows, a TID scan reads those rows alone.
+  let at = '';
+  if (place !== undefined && changedAt !== undefined) {
+    params.push(changedAt);
+    at = ` AND ${place} = ANY($${params.length}::tid[])`;
+  }
   const own = columnOf(SOURCE, changed.alias);
-  if (!tied) return { ...shape, changed: own };
+  if (!tied) return { ...shape, changed: `(${own}${at})` };
   // A row also comes into the tenant's scope when a parent it names does (a parent moved to
   // this tenant, or inserted after the row): the row's own version is older than the watermark
   // then, its parent's is not.
@@ -264,7 +290,7 @@ export function sourceShape(
     const keys = parent.key.map((column) => columnOf(PARENT, column)).join(', ');
     return `(${columns}) IN (SELECT ${keys} FROM (${rows}) AS ${quoteIdent(PARENT)} WHERE ${columnOf(PARENT, alias)})`;
   });
-  return { ...shape, changed: `(${[own, ...parentChanged].join(' OR ')})` };
+  return { ...shape, changed: `((${[own, ...parentChanged].join(' OR ')})${at})` };
 }
 
 /** `base`, or `base` with underscores before it, whichever no column of the entity is named. */
@@ -297,8 +323,15 @@ export function withoutLength(type: string): string {
 export function sourceSelect(
   entity: AnyEntity,
   tenant: string | null = '$1',
-  /** Adds a boolean column `alias`: whether the row version was written `within` xids of now. */
-  changed?: { readonly alias: string; readonly within: string },
+  /**
+   * Adds a boolean column `alias`: whether the row version was written `within` xids of now;
+   * and the row's ctid as `place`, if given.
+   */
+  changed?: {
+    readonly alias: string;
+    readonly within: string;
+    readonly place?: string | undefined;
+  },
 ): string {
   const source = entity.source;
   if (source.kind === 'query') {
@@ -312,6 +345,7 @@ export function sourceSelect(
     .concat(
       // age() of a row version: how many xids back from now it was written (int4, as oid unsigned).
       changed ? [`(age(xmin)::oid <= ${changed.within}::oid) AS ${quoteIdent(changed.alias)}`] : [],
+      changed?.place === undefined ? [] : [`ctid AS ${quoteIdent(changed.place)}`],
     )
     .join(', ');
   const where =
@@ -558,17 +592,23 @@ export function censusStatement(
     softDeleted
       ? `count(*) FILTER (WHERE ${complete}NOT (${holdsAll(shape, softDeleted, params)}))::text`
       : 'NULL::text';
+  // The changed rows' ctids, for their read to fetch them alone rather than scan again.
+  const places = (complete: string) =>
+    shape.place === undefined || shape.changed === undefined
+      ? 'NULL::text'
+      : `(array_agg(${shape.place}) FILTER (WHERE ${complete}${changed}))::text`;
   if (shape.keyNotNull)
     return {
       // Nothing to test per row but the change: a third of the work on a large table.
       text: `SELECT count(*)::text AS rows, '0' AS null_keys, count(*) FILTER (WHERE ${changed})::text AS changed,
-  ${live('')} AS live FROM ${shape.from}${where}`,
+  ${live('')} AS live, ${places('')} AS places FROM ${shape.from}${where}`,
       values: params.values,
     };
   const complete = shape.key.map((c) => `${c.plain} IS NOT NULL`).join(' AND ');
   return {
     text: `SELECT count(*) FILTER (WHERE ${complete})::text AS rows, count(*) FILTER (WHERE NOT (${complete}))::text AS null_keys,
-  count(*) FILTER (WHERE ${complete} AND ${changed})::text AS changed, ${live(`${complete} AND `)} AS live
+  count(*) FILTER (WHERE ${complete} AND ${changed})::text AS changed, ${live(`${complete} AND `)} AS live,
+  ${places(`${complete} AND `)} AS places
   FROM ${shape.from}${where}`,
     values: params.values,
   };

@@ -190,6 +190,8 @@ async function openSourceSnapshot(
     return sourceShape(entity, request.columns, request.scope, types, castable, {
       changedWithin: since === undefined ? undefined : tracking?.within(since),
       notNull,
+      placed: since !== undefined && (await tracking?.placed(entity)),
+      changedAt: request.changedAt,
     });
   };
   /**

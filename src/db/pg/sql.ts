@@ -348,6 +348,7 @@ export const RUN_LOCK = {
 /** Reads the server version; fails on engines that are not PostgreSQL. */
 export const SERVER_VERSION = "SELECT current_setting('server_version_num') AS version";
 export const BEGIN = 'BEGIN';
+export const BEGIN_READ_ONLY = 'BEGIN READ ONLY';
 export const BEGIN_SNAPSHOT = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
 export const COMMIT = 'COMMIT';
 export const ROLLBACK = 'ROLLBACK';

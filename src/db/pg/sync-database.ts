@@ -22,6 +22,7 @@ import type {
   StoredRow,
   SyncDatabase,
   TableDescription,
+  TargetKeySet,
   TextKey,
   TextRow,
   TextValue,
@@ -33,7 +34,7 @@ import { cursorRows, FETCH_ROWS } from './cursor.js';
 import { emulatedRows, emulatedText, orderedKeyHashes, sameEmulatedText } from './emulated.js';
 import { databaseError } from './errors.js';
 import { tenantParameter } from './params.js';
-import { onConnectionLost, type PgClient, type PgPool } from './pool.js';
+import { hasSpareConnection, onConnectionLost, type PgClient, type PgPool } from './pool.js';
 import {
   countStatement,
   fingerprintsStatement,
@@ -49,6 +50,7 @@ import {
 import { pinTarget } from './settings.js';
 import {
   BEGIN,
+  BEGIN_READ_ONLY,
   type BoundCondition,
   COMMIT,
   copyIntoStage,
@@ -163,6 +165,7 @@ export function createPgSyncDatabase(
     inTransaction: false,
     descriptions: undefined,
     stages: undefined,
+    timeouts: [],
   });
 }
 
@@ -209,6 +212,41 @@ interface Connection {
   readonly descriptions: Map<string, Promise<TableDescription | undefined>> | undefined;
   /** Staging tables of a transaction, by entity name. */
   readonly stages: Map<string, string> | undefined;
+  /** A transaction's timeouts, for the statements it has run on another connection. */
+  readonly timeouts: readonly Statement[];
+}
+
+/** Pools that could not start a second transaction beside a first in time: see `keySet`. */
+const withoutSpare = new WeakSet<PgPool>();
+/** How long a second connection may take to start its transaction. */
+const SPARE_WAIT_MS = 2_000;
+
+/**
+ * Another connection of `pool`, in a read-only transaction; `undefined` where it cannot have
+ * one within `SPARE_WAIT_MS` (behind a pooler whose server connections are all taken, one of
+ * them by the caller's own transaction, it would wait for ever). A connection that came too late
+ * or failed is destroyed, and what it waited for with it.
+ */
+async function secondTransaction(pool: PgPool): Promise<PgClient | undefined> {
+  let client: PgClient | undefined;
+  let late = false;
+  const begun = (async () => {
+    client = await pool.connect();
+    if (late) return false;
+    await client.query({ text: BEGIN_READ_ONLY });
+    return true;
+  })().catch(() => false);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), SPARE_WAIT_MS);
+  });
+  const ready = await Promise.race([begun, timedOut]);
+  clearTimeout(timer);
+  if (ready) return client;
+  late = true;
+  if (client) (client as PgClient).release(true);
+  else void begun.then(() => (client as PgClient | undefined)?.release(true));
+  return undefined;
 }
 
 /** A transaction's failure, with the ROLLBACK's own failure if the connection was lost. */
@@ -588,6 +626,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       await reconnectIfBroken(options.entity);
       const held = connection.session?.lock;
       if (held?.kind === 'row') await renewRowLock(held.holder);
+      const timeouts = timeoutSettings(options);
       return run(async (client) => {
         await client.query({ text: BEGIN });
         const inner = makeDatabase({
@@ -596,12 +635,13 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
           inTransaction: true,
           descriptions: new Map(),
           stages: new Map(),
+          timeouts,
         });
         let result: T;
         try {
           if (caps.engine === 'postgresql') {
             await client.query(pinTarget(caps.serverVersion));
-            for (const statement of timeoutSettings(options)) await client.query(statement);
+            for (const statement of timeouts) await client.query(statement);
             // Two runs' entity transactions never overlap, even while a stalled holder's lease
             // is being taken over.
             if (held?.kind === 'row') await client.query(ENTITY_GUARD);
@@ -853,14 +893,15 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       }));
     },
 
-    async keySet(entity, request) {
+    keySet(entity, request) {
       const client = connection.client;
-      if (!client) throw new Error('keySet() needs a transaction');
-      if ((await emulated()) || !supportsCopy(client)) return undefined;
+      if (!client || !connection.inTransaction) throw new Error('keySet() needs a transaction');
+      // On a connection of its own where the pool has one to spare, so the transaction can
+      // write meanwhile: that connection sees none of its writes.
+      const apart = hasSpareConnection(connection.pool) && !withoutSpare.has(connection.pool);
       const action = 'reading target keys';
-      let hashes: Uint8Array;
-      let places: Uint8Array;
-      try {
+      const read = async (reader: PgClient): Promise<[Uint8Array, Uint8Array] | undefined> => {
+        if (!supportsCopy(reader)) return undefined;
         // COPY takes no parameters: the tenant comes from a setting, cast to each table's type.
         const types = new Map<AnyEntity, string>();
         const scoped = [entity, ...(request.scope.parents ?? []).map(({ parent }) => parent)];
@@ -868,41 +909,86 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
           if (table.tenantColumn !== undefined)
             types.set(table, (await described(table)).get(table.tenantColumn)?.type ?? 'text');
         if (request.scope.tenantId !== undefined)
-          await client.query(
+          await reader.query(
             setLocal(TENANT_SETTING, String(tenantParameter(request.scope.tenantId))),
           );
         const shape = targetShape(entity, request.columns, request.scope, (scopedEntity) =>
           tenantFromSetting(types.get(scopedEntity) ?? 'text'),
         );
         const copy = `COPY (${keySetStatement(shape, true).text}) TO STDOUT (FORMAT binary)`;
-        [hashes = new Uint8Array(), places = new Uint8Array()] = await copyOutByteas(client, copy);
-      } catch (error) {
-        brokenBy(error);
-        throw databaseError(error, entity.name, action);
-      }
-      const rowsShape = targetShape(entity, request.columns, request.scope);
-      return {
-        hashes,
-        async keysAt(positions) {
-          if (positions.length === 0) return [];
-          // Each row's ctid (block, then line: tidsend's 6 bytes) and the key hash read there.
-          const expected = new Map<string, string>();
-          const hashView = new DataView(hashes.buffer, hashes.byteOffset, hashes.byteLength);
-          const placeView = new DataView(places.buffer, places.byteOffset, places.byteLength);
-          for (const position of positions) {
-            const tid = `(${placeView.getUint32(position * 6)},${placeView.getUint16(position * 6 + 4)})`;
-            expected.set(tid, hashView.getBigInt64(position * 8).toString());
-          }
-          const width = entity.key.length;
-          const { arrays } = await executeAll(entity, action, [
-            keysAtStatement(rowsShape, [...expected.keys()]),
-          ]);
-          // A partition's rows share ctids with another's: the hash tells the row read before.
-          return arrays
-            .filter((row) => expected.get(String(row[width + 1])) === String(row[width]))
-            .map((row) => row.slice(0, width) as string[]);
-        },
+        const [hashes = new Uint8Array(), places = new Uint8Array()] = await copyOutByteas(
+          reader,
+          copy,
+        );
+        return [hashes, places];
       };
+      const readApart = async () => {
+        const spare = await secondTransaction(connection.pool);
+        if (!spare) {
+          // The keys are compared another way; this pool's are read in the transaction from now on.
+          withoutSpare.add(connection.pool);
+          return undefined;
+        }
+        let lost: Error | undefined;
+        const stopListening = onConnectionLost(spare, (error) => {
+          lost ??= error;
+        });
+        try {
+          await spare.query(pinTarget((await capabilities()).serverVersion));
+          for (const statement of connection.timeouts) await spare.query(statement);
+          const wholly = await read(spare);
+          await spare.query({ text: COMMIT });
+          stopListening();
+          spare.release(lost);
+          return wholly;
+        } catch (error) {
+          const rolledBack = await spare.query({ text: ROLLBACK }).then(
+            () => true,
+            () => false,
+          );
+          stopListening();
+          spare.release(lost ?? !rolledBack);
+          throw error;
+        }
+      };
+      const keys = (async (): Promise<TargetKeySet | undefined> => {
+        if (await emulated()) return undefined;
+        let hashes: Uint8Array;
+        let places: Uint8Array;
+        try {
+          const wholly = await (apart ? readApart() : read(client));
+          if (!wholly) return undefined;
+          [hashes, places] = wholly;
+        } catch (error) {
+          // A spare connection that failed is the pool's to replace, not the transaction's.
+          if (!apart) brokenBy(error);
+          throw databaseError(error, entity.name, action);
+        }
+        const rowsShape = targetShape(entity, request.columns, request.scope);
+        return {
+          hashes,
+          async keysAt(positions) {
+            if (positions.length === 0) return [];
+            // Each row's ctid (block, then line: tidsend's 6 bytes) and the key hash read there.
+            const expected = new Map<string, string>();
+            const hashView = new DataView(hashes.buffer, hashes.byteOffset, hashes.byteLength);
+            const placeView = new DataView(places.buffer, places.byteOffset, places.byteLength);
+            for (const position of positions) {
+              const tid = `(${placeView.getUint32(position * 6)},${placeView.getUint16(position * 6 + 4)})`;
+              expected.set(tid, hashView.getBigInt64(position * 8).toString());
+            }
+            const width = entity.key.length;
+            const { arrays } = await executeAll(entity, action, [
+              keysAtStatement(rowsShape, [...expected.keys()]),
+            ]);
+            // A partition's rows share ctids with another's: the hash tells the row read before.
+            return arrays
+              .filter((row) => expected.get(String(row[width + 1])) === String(row[width]))
+              .map((row) => row.slice(0, width) as string[]);
+          },
+        };
+      })();
+      return { apart, keys };
     },
 
     async count(entity, request) {
