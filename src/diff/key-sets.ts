@@ -71,7 +71,7 @@ function summarise(words: Uint32Array, bits: number): Uint32Array {
  * bucket, a few hashes long, sorted by insertion.
  */
 function gatherSorted(side: SummarisedKeys, flagged: Uint8Array): Hashes {
-  const { words, summary, bits } = side;
+  const { words, summary, bits, grouped } = side;
   const shift = 32 - bits;
   const buckets = 1 << bits;
   // Where each flagged bucket's hashes start, and the end of the last.
@@ -81,16 +81,28 @@ function gatherSorted(side: SummarisedKeys, flagged: Uint8Array): Hashes {
   const count = start[buckets] as number;
   const sorted = new Uint32Array(2 * count);
   const positions = new Uint32Array(count);
-  const next = start.slice(0, -1);
-  for (let i = 0; i < words.length; i += 2) {
-    const first = words[i] as number;
-    const bucket = first >>> shift;
-    if (flagged[bucket] === 0) continue;
-    const at = next[bucket] as number;
-    next[bucket] = at + 1;
-    sorted[2 * at] = first;
-    sorted[2 * at + 1] = words[i + 1] as number;
-    positions[at] = i / 2;
+  const place = (at: number, position: number) => {
+    sorted[2 * at] = words[2 * position] as number;
+    sorted[2 * at + 1] = words[2 * position + 1] as number;
+    positions[at] = position;
+  };
+  if (grouped) {
+    // Only the flagged buckets' hashes are visited, in the order they were given.
+    for (let b = 0; b < buckets; b++) {
+      if (flagged[b] === 0) continue;
+      let at = start[b] as number;
+      for (let k = grouped.from[b] as number; k < (grouped.from[b + 1] as number); k++)
+        place(at++, grouped.order[k] as number);
+    }
+  } else {
+    const next = start.slice(0, -1);
+    for (let i = 0; i < words.length; i += 2) {
+      const bucket = (words[i] as number) >>> shift;
+      if (flagged[bucket] === 0) continue;
+      const at = next[bucket] as number;
+      next[bucket] = at + 1;
+      place(at, i / 2);
+    }
   }
   const before = (i: number, first: number, second: number) =>
     (sorted[2 * i] as number) > first ||
@@ -150,6 +162,8 @@ export interface SummarisedKeys {
   readonly words: Uint32Array;
   readonly bits: number;
   readonly summary: Uint32Array;
+  /** The positions of the hashes bucket by bucket, each bucket's from `from[b]`, if grouped. */
+  readonly grouped?: { readonly order: Uint32Array; readonly from: Uint32Array } | undefined;
 }
 
 function checkLength(hashes: Uint8Array) {
@@ -159,13 +173,32 @@ function checkLength(hashes: Uint8Array) {
 /**
  * Summarises key hashes (`8 × n` bytes) in buckets of about 16 for `keys` keys a side (by
  * default as many as given): the part of a comparison one side allows alone, so it can be done
- * while the other side's keys are still on their way.
+ * while the other side's keys are still on their way. `grouped` also puts the hashes in bucket
+ * order, one more pass now that spares the comparison its pass over this side.
  */
 export function summariseKeys(
   hashes: Uint8Array,
   keys = hashes.length / HASH_BYTES,
+  grouped = false,
 ): SummarisedKeys {
-  return summariseIn(hashes, bitsFor(keys));
+  const summarised = summariseIn(hashes, bitsFor(keys));
+  return grouped ? { ...summarised, grouped: groupByBucket(summarised) } : summarised;
+}
+
+function groupByBucket({ words, summary, bits }: SummarisedKeys) {
+  const shift = 32 - bits;
+  const buckets = 1 << bits;
+  const from = new Uint32Array(buckets + 1);
+  for (let b = 0; b < buckets; b++) from[b + 1] = (from[b] as number) + (summary[3 * b] as number);
+  const next = from.slice(0, -1);
+  const order = new Uint32Array(words.length / 2);
+  for (let i = 0; i < words.length; i += 2) {
+    const bucket = (words[i] as number) >>> shift;
+    const at = next[bucket] as number;
+    next[bucket] = at + 1;
+    order[at] = i / 2;
+  }
+  return { order, from };
 }
 
 function summariseIn(hashes: Uint8Array, bits: number): SummarisedKeys {

@@ -127,7 +127,8 @@ export function readTargetKeys(
     apart: read.apart,
     keys: settledLater(
       read.keys.then(
-        (set) => set && { set, summary: summariseKeys(set.hashes, keysPerSide), insertedBefore },
+        (set) =>
+          set && { set, summary: summariseKeys(set.hashes, keysPerSide, true), insertedBefore },
       ),
     ),
   };
@@ -152,23 +153,29 @@ export function readSourceKeys(
   keysPerSide: number,
 ): KeySets {
   if (!run.db.keySet) return { compared: Promise.resolve(undefined) };
-  const source = run.context.source
-    .keySet(run.entity, keys)
-    .then(
-      (set) =>
-        set && { keys: set.hashes.length / 8, summary: summariseKeys(set.hashes, keysPerSide) },
-    );
-  const compared = Promise.all([source, target.keys]).then(
-    ([sourceSide, targetSide]) =>
-      sourceSide &&
-      targetSide && {
-        difference: compareKeySets(sourceSide.summary, targetSide.summary),
-        sourceKeys: sourceSide.keys,
-        target: targetSide,
-      },
-  );
+  const source = run.context.source.keySet(run.entity, keys).then(async (set) => {
+    if (!set) return undefined;
+    await afterPendingCallbacks();
+    return { keys: set.hashes.length / 8, summary: summariseKeys(set.hashes, keysPerSide) };
+  });
+  const compared = Promise.all([source, target.keys]).then(async ([sourceSide, targetSide]) => {
+    if (!sourceSide || !targetSide) return undefined;
+    await afterPendingCallbacks();
+    return {
+      difference: compareKeySets(sourceSide.summary, targetSide.summary),
+      sourceKeys: sourceSide.keys,
+      target: targetSide,
+    };
+  });
   return { compared: settledLater(compared) };
 }
+
+/**
+ * Resolves once the callbacks already due have run: comparing a million keys a side takes tens
+ * of milliseconds, and the run's next write, if its turn has come, goes to the target first
+ * and is applied meanwhile.
+ */
+const afterPendingCallbacks = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
  * Finds the keys the source no longer holds from both sides' key sets: one pass of each table,

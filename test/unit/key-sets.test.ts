@@ -130,10 +130,11 @@ describe('summariseKeys', () => {
         sides,
         fc.nat({ max: 5000 }),
         fc.constantFrom('source', 'target', 'both'),
-        ({ source, target }, planned, summarised) => {
+        fc.boolean(),
+        ({ source, target }, planned, summarised, grouped) => {
           const side = (hashes: bigint[], which: 'source' | 'target') =>
             summarised === which || summarised === 'both'
-              ? summariseKeys(pack(hashes), planned)
+              ? summariseKeys(pack(hashes), planned, grouped)
               : pack(hashes);
           expect(compareKeySets(side(source, 'source'), side(target, 'target'))).toEqual(
             naive(source, target),
@@ -150,6 +151,23 @@ describe('summariseKeys', () => {
     shifted.set(pack(hashes), 3);
     const unaligned = shifted.subarray(3);
     expect(compareKeySets(pack([3n]), summariseKeys(unaligned))).toEqual(naive([3n], hashes));
+  });
+
+  it('finds the keys deleted among a million from a side grouped by bucket as from one not', () => {
+    const target = new Uint8Array(8_000_000);
+    for (let at = 0; at < target.length; at += 65_536)
+      crypto.getRandomValues(target.subarray(at, at + 65_536));
+    // 2,500 target keys gone from the source, 2,500 new ones there.
+    const source = new Uint8Array(target);
+    for (let at = 0; at < 8 * 2_500; at += 65_536)
+      crypto.getRandomValues(
+        source.subarray(8 * 1_000 + at, 8 * 1_000 + Math.min(8 * 2_500, at + 65_536)),
+      );
+    const plain = compareKeySets(summariseKeys(source), summariseKeys(target));
+    const grouped = compareKeySets(summariseKeys(source), summariseKeys(target, undefined, true));
+    expect(plain.targetOnly).toEqual(Array.from({ length: 2_500 }, (_, i) => 1_000 + i));
+    expect(plain.sourceOnly).toBe(2_500);
+    expect(grouped).toEqual(plain);
   });
 
   it('refuses two sides summarised for different sizes', () => {
