@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --sizes 100000,1000000] [--no-naive] [--no-comparator] [--log-statements]
+ * npm run bench [-- --sizes 100000,1000000] [--runs 3] [--no-naive] [--no-comparator] [--log-statements]
  *
  * Starts its own PostgreSQL with a remote and a local database, generates a register-like table
  * per size, and for each scenario (initial sync, no change, 1% and 10% changed) runs meter-sync
@@ -10,7 +10,10 @@
  * `meter-sync-incremental` first syncs the unchanged source, then the scenario's changes are made
  * on that same source and the timed run reads only what changed. Each tool runs in a process of
  * its own; every database is cloned fresh from a template for every run. The source server's own
- * execution time of each run is taken from pg_stat_statements.
+ * execution time of each run is taken from pg_stat_statements. Each measurement is taken
+ * `--runs` times (3 by default), each on fresh clones, and the run with the median time is
+ * reported (the others' times are kept in the JSON): one run varies by 10–30% on a small
+ * machine, which a ratio of two single runs doubles.
  * Prints a table and writes bench/results/<date>.json (and, with --log-statements, the server's
  * log with every statement's duration, bench/results/server.log).
  */
@@ -32,6 +35,7 @@ const option = (name: string) => {
   return index === -1 ? undefined : args[index + 1];
 };
 const sizes = (option('sizes') ?? '100000,1000000').split(',').map(Number);
+const runs = Math.max(1, Number(option('runs') ?? 3));
 const withNaive = !args.includes('--no-naive');
 const comparatorBinary = '/usr/bin/pg_comparator';
 const withComparator = !args.includes('--no-comparator') && existsSync(comparatorBinary);
@@ -63,6 +67,8 @@ interface Measurement {
   targetWrites: { inserted: number; updated: number; deleted: number } | null;
   outcome?: unknown;
   note?: string;
+  /** Every run's time, in ms, in the order taken: the reported one is their median. */
+  samplesMs?: number[];
 }
 
 const logStatements = args.includes('--log-statements');
@@ -166,7 +172,18 @@ async function comparator(source: string, target: string) {
 }
 
 /** Runs one tool on fresh clones of the scenario's databases and records the measurement. */
-async function measure(
+/** `runs` measurements of one tool in one scenario; the one of median time is kept. */
+async function measure(...args: Parameters<typeof measureOnce>) {
+  const taken: Measurement[] = [];
+  for (let i = 0; i < runs; i++) taken.push(await measureOnce(...args));
+  const median = [...taken].sort((a, b) => a.ms - b.ms)[Math.floor((taken.length - 1) / 2)];
+  results.push({ ...(median as Measurement), samplesMs: taken.map((m) => m.ms) });
+  console.error(
+    `  ${args[1].padEnd(12)} ${args[2].padEnd(14)} ${((median as Measurement).ms / 1000).toFixed(2).padStart(7)} s  (${taken.map((m) => (m.ms / 1000).toFixed(2)).join(', ')})`,
+  );
+}
+
+async function measureOnce(
   size: number,
   scenario: Scenario,
   tool: Tool,
@@ -175,7 +192,7 @@ async function measure(
   rows: number,
   /** For an incremental run: the changes made on the source after the first sync. */
   changes?: string,
-) {
+): Promise<Measurement> {
   const source = `run_source_${++clones}`;
   const target = `run_target_${clones}`;
   await createDatabase(source, sourceTemplate);
@@ -236,12 +253,9 @@ async function measure(
     updated: after.updated - before.updated,
     deleted: after.deleted - before.deleted,
   };
-  results.push(measurement);
-  console.error(
-    `  ${scenario.padEnd(12)} ${tool.padEnd(14)} ${(measurement.ms / 1000).toFixed(2).padStart(7)} s`,
-  );
   await admin.query(`DROP DATABASE "${source}" WITH (FORCE)`);
   await admin.query(`DROP DATABASE "${target}" WITH (FORCE)`);
+  return measurement;
 }
 
 async function tableBytes(database: string) {
@@ -357,7 +371,7 @@ function printTable() {
   const lines = [
     `Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GiB; Node ${machine.node}; ${machine.postgres}`,
     '',
-    '| rows | scenario | tool | time | rows/s | peak RSS | bytes from source | source server time | target ins / upd / del |',
+    '| rows | scenario | tool | time (range) | rows/s | peak RSS | bytes from source | source server time | target ins / upd / del |',
     '| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of results) {
@@ -369,8 +383,12 @@ function printTable() {
         ? '–'
         : `${(r.sourceBytes / 1024 ** 2).toFixed(2)} MB (${((100 * r.sourceBytes) / (tableSizes[r.size] ?? 1)).toFixed(2)}%)`;
     const sourceTime = r.sourceMs === null ? '–' : `${(r.sourceMs / 1000).toFixed(3)} s`;
+    const spread =
+      r.samplesMs && r.samplesMs.length > 1
+        ? ` (${(Math.min(...r.samplesMs) / 1000).toFixed(2)}–${(Math.max(...r.samplesMs) / 1000).toFixed(2)})`
+        : '';
     lines.push(
-      `| ${r.size.toLocaleString('en')} | ${r.scenario} | ${r.tool} | ${(r.ms / 1000).toFixed(2)} s | ${Math.round(r.rowsPerSecond).toLocaleString('en')} | ${r.peakRssMb === null ? '–' : `${r.peakRssMb.toFixed(0)} MB`} | ${bytes} | ${sourceTime} | ${writes} |`,
+      `| ${r.size.toLocaleString('en')} | ${r.scenario} | ${r.tool} | ${(r.ms / 1000).toFixed(2)} s${spread} | ${Math.round(r.rowsPerSecond).toLocaleString('en')} | ${r.peakRssMb === null ? '–' : `${r.peakRssMb.toFixed(0)} MB`} | ${bytes} | ${sourceTime} | ${writes} |`,
     );
   }
   lines.push('', '| rows | ratio | value | target |', '| ---: | --- | ---: | --- |');

@@ -592,24 +592,27 @@ export function censusStatement(
     softDeleted
       ? `count(*) FILTER (WHERE ${complete}NOT (${holdsAll(shape, softDeleted, params)}))::text`
       : 'NULL::text';
-  // The changed rows' ctids, for their read to fetch them alone rather than scan again.
-  const places = (complete: string) =>
-    shape.place === undefined || shape.changed === undefined
-      ? 'NULL::text'
-      : `(array_agg(${shape.place}) FILTER (WHERE ${complete}${changed}))::text`;
-  if (shape.keyNotNull)
+  // Nothing to test per row but the change where no key column can be NULL: a third of the work.
+  const complete = shape.keyNotNull
+    ? undefined
+    : shape.key.map((c) => `${c.plain} IS NOT NULL`).join(' AND ');
+  const and = complete === undefined ? '' : `${complete} AND `;
+  const rows = complete === undefined ? 'count(*)' : `count(*) FILTER (WHERE ${complete})`;
+  const nullKeys =
+    complete === undefined ? `'0'` : `count(*) FILTER (WHERE NOT (${complete}))::text`;
+  if (shape.place === undefined || shape.changed === undefined)
     return {
-      // Nothing to test per row but the change: a third of the work on a large table.
-      text: `SELECT count(*)::text AS rows, '0' AS null_keys, count(*) FILTER (WHERE ${changed})::text AS changed,
-  ${live('')} AS live, ${places('')} AS places FROM ${shape.from}${where}`,
+      text: `SELECT ${rows}::text AS rows, ${nullKeys} AS null_keys, count(*) FILTER (WHERE ${and}${changed})::text AS changed,
+  ${live(and)} AS live, NULL::text AS places FROM ${shape.from}${where}`,
       values: params.values,
     };
-  const complete = shape.key.map((c) => `${c.plain} IS NOT NULL`).join(' AND ');
+  // The changed rows' ctids, for their read to fetch them alone rather than scan again; they
+  // are counted from the array, so the change is tested once a row.
   return {
-    text: `SELECT count(*) FILTER (WHERE ${complete})::text AS rows, count(*) FILTER (WHERE NOT (${complete}))::text AS null_keys,
-  count(*) FILTER (WHERE ${complete} AND ${changed})::text AS changed, ${live(`${complete} AND `)} AS live,
-  ${places(`${complete} AND `)} AS places
-  FROM ${shape.from}${where}`,
+    text: `SELECT "census".rows::text AS rows, "census".null_keys, coalesce(cardinality("census".places), 0)::text AS changed,
+  "census".live, "census".places::text AS places
+  FROM (SELECT ${rows} AS rows, ${nullKeys} AS null_keys, ${live(and)} AS live,
+    array_agg(${shape.place}) FILTER (WHERE ${and}${changed}) AS places FROM ${shape.from}${where}) AS "census"`,
     values: params.values,
   };
 }
