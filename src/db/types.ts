@@ -107,6 +107,11 @@ export interface ReadRequest {
    * (`Census.changedAt`), so that only those are read rather than every row scanned again.
    */
   readonly changedAt?: string | undefined;
+  /**
+   * For a census: past this many changed rows (the greater of `rows` and `share` of the rows in
+   * scope) they will not be read one by one, and the census need not say where they are.
+   */
+  readonly changedReadUpTo?: { readonly rows: number; readonly share: number } | undefined;
   /** Keys only: every row's hash is the same, so only keys present on one side differ. */
   readonly keysOnly?: boolean | undefined;
   /**

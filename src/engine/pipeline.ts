@@ -223,7 +223,15 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
   // counted apart, to tell whether any unmarked one went.
   const softDeleted = markedAsRead(entity) ? softDeleteValues(entity, request.columns) : undefined;
   const [census, targetRows] = await allSettledOrFirstError([
-    changes.census(entity, softDeleted ? { ...request, softDeleted } : request, since),
+    changes.census(
+      entity,
+      {
+        ...request,
+        softDeleted,
+        changedReadUpTo: { rows: FULL_ABOVE_CHANGED_ROWS, share: FULL_ABOVE_CHANGED_SHARE },
+      },
+      since,
+    ),
     db.count(entity, request),
   ]);
   const before = targetRows - takenByParents.size;

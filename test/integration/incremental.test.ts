@@ -50,7 +50,7 @@ function capturingPool(
     values?: unknown[] | undefined;
   } = (query) => query,
 ) {
-  const queries: { text: string; values?: unknown[] | undefined }[] = [];
+  const queries: { text: string; values?: unknown[] | undefined; rows?: unknown[] }[] = [];
   return {
     queries,
     pool: {
@@ -60,9 +60,12 @@ function capturingPool(
           query(config: { text: string; values?: unknown[]; submit?: unknown }) {
             // COPY streams (pg-copy-streams) are objects that drive the connection themselves.
             if (typeof config.submit === 'function') return client.query(config as never);
-            const query = rewrite(config);
+            const query: (typeof queries)[number] = rewrite(config);
             queries.push(query);
-            return client.query({ ...config, ...query } as pg.QueryConfig);
+            return client.query({ ...config, ...query } as pg.QueryConfig).then((result) => {
+              query.rows = result.rows;
+              return result;
+            });
           },
           release: (error?: Error | boolean) => client.release(error),
           on: (event: 'error', listener: (error: Error) => void) => client.on(event, listener),
@@ -176,6 +179,36 @@ describe('incremental detection (PostgreSQL)', () => {
       expect(plan.includes('"Tid Scan"')).toBe(places);
       expect(plan.includes('"Seq Scan"')).toBe(!places);
     }
+  });
+
+  it('compares every row past 5,000 changed rows and 5% of the table, and is not sent where they are', async () => {
+    const { source, target } = await pair(
+      `${SOURCE_DDL.replace(/INSERT INTO[^;]*;/, '')}
+      INSERT INTO reading_point SELECT (g - 1) / 100, 'c' || g, 1, 'p' || g, g, 'calm' FROM generate_series(1, 40000) AS g;`,
+    );
+    await sync(source.pool, target.pool);
+    // The census row, read as an array: rows, NULL keys, changed, live, places.
+    const census = (read: ReturnType<typeof capturingPool>) => {
+      const row = read.queries.find((query) => query.text.includes('AS "census"'))?.rows?.[0] as
+        | unknown[]
+        | undefined;
+      return { changed: row?.[2], places: row?.[4] as string | null | undefined };
+    };
+    // 2,000 changed rows (5% of 40,000): read where they are.
+    await source.pool.query("UPDATE reading_point SET title = 'a' WHERE site < 20");
+    const few = capturingPool(source.pool);
+    expect((await sync(few.pool, target.pool)).detection?.mode).toBe('incremental');
+    expect(census(few)?.changed).toBe('2000');
+    expect(census(few)?.places?.split('(')).toHaveLength(2001);
+    // 6,000: compared in full, and the census sends no places.
+    await source.pool.query("UPDATE reading_point SET title = 'b' WHERE site < 60");
+    const many = capturingPool(source.pool);
+    expect((await sync(many.pool, target.pool)).detection).toMatchObject({
+      mode: 'full',
+      reason: expect.stringMatching(/^6000 of 40000 rows changed since the watermark/),
+    });
+    expect(census(many)).toMatchObject({ changed: '6000', places: null });
+    await expectEqual(source.pool, target.pool);
   });
 
   it('fails the entity, changing nothing, where the read of changed rows brings fewer than the census counted', async () => {

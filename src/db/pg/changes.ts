@@ -160,6 +160,7 @@ export function trackChanges(
           censusStatement(
             await shapeOf(entity, { ...request, changedSince: since }),
             request.softDeleted,
+            request.changedReadUpTo,
           ),
         firstRow,
       );

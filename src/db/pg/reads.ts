@@ -584,6 +584,7 @@ function holdsAll(
 export function censusStatement(
   shape: ReadShape,
   softDeleted?: Readonly<Record<string, TextValue>>,
+  placesUpTo?: { readonly rows: number; readonly share: number },
 ): Statement {
   const params = new Parameters(shape.params);
   const where = shape.where.length > 0 ? ` WHERE ${shape.where.join(' AND ')}` : '';
@@ -607,10 +608,14 @@ export function censusStatement(
       values: params.values,
     };
   // The changed rows' ctids, for their read to fetch them alone rather than scan again; they
-  // are counted from the array, so the change is tested once a row.
+  // are counted from the array, so the change is tested once a row. Not sent where too many
+  // changed for them to be read one by one.
+  const sent = placesUpTo
+    ? `CASE WHEN cardinality("census".places) <= GREATEST(${params.add(placesUpTo.rows)}::float8, ${params.add(placesUpTo.share)}::float8 * "census".rows) THEN "census".places::text END`
+    : '"census".places::text';
   return {
     text: `SELECT "census".rows::text AS rows, "census".null_keys, coalesce(cardinality("census".places), 0)::text AS changed,
-  "census".live, "census".places::text AS places
+  "census".live, ${sent} AS places
   FROM (SELECT ${rows} AS rows, ${nullKeys} AS null_keys, ${live(and)} AS live,
     array_agg(${shape.place}) FILTER (WHERE ${and}${changed}) AS places FROM ${shape.from}${where}) AS "census"`,
     values: params.values,
