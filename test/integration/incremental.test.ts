@@ -39,45 +39,6 @@ type Pool = pg.Pool;
 const KEY_SET = 'COPY (SELECT string_agg(int8send(';
 const BUCKETS = 'SELECT encode(string_agg(int8send(COALESCE(a.fingerprint';
 
-/**
- * A pool that records each statement with its parameters, after `rewrite` (which may change
- * them, as a fault on the way would).
- */
-function capturingPool(
-  pool: Pool,
-  rewrite: (query: { text: string; values?: unknown[] | undefined }) => {
-    text: string;
-    values?: unknown[] | undefined;
-  } = (query) => query,
-) {
-  const queries: { text: string; values?: unknown[] | undefined; rows?: unknown[] }[] = [];
-  return {
-    queries,
-    pool: {
-      async connect() {
-        const client = await pool.connect();
-        return {
-          query(config: { text: string; values?: unknown[]; submit?: unknown }) {
-            // COPY streams (pg-copy-streams) are objects that drive the connection themselves.
-            if (typeof config.submit === 'function') return client.query(config as never);
-            const query: (typeof queries)[number] = rewrite(config);
-            queries.push(query);
-            return client.query({ ...config, ...query } as pg.QueryConfig).then((result) => {
-              query.rows = result.rows;
-              return result;
-            });
-          },
-          release: (error?: Error | boolean) => client.release(error),
-          on: (event: 'error', listener: (error: Error) => void) => client.on(event, listener),
-          removeListener: (event: 'error', listener: (error: Error) => void) =>
-            client.removeListener(event, listener),
-          connection: (client as unknown as { connection: unknown }).connection,
-        };
-      },
-    },
-  };
-}
-
 async function pair(sourceDdl = SOURCE_DDL, targetDdl = TARGET_DDL) {
   const source = await createDatabase('inc_src');
   const target = await createDatabase('inc_dst');
@@ -167,7 +128,7 @@ describe('incremental detection (PostgreSQL)', () => {
       // Rows in both partitions, which number their rows alike.
       await source.pool.query(`UPDATE reading_point SET title = 'moved' WHERE code IN ('c1', 'c2', 'c3', 'c4');
         DELETE FROM reading_point WHERE code = 'c5'`);
-      const read = capturingPool(source.pool);
+      const read = recordingPool(source.pool);
       expect(await sync(read.pool, target.pool)).toMatchObject({ updated: 2, deleted: 1 });
       await expectEqual(source.pool, target.pool);
       const declared = read.queries.find((query) => query.text.startsWith('DECLARE'));
@@ -188,7 +149,7 @@ describe('incremental detection (PostgreSQL)', () => {
     );
     await sync(source.pool, target.pool);
     // The census row, read as an array: rows, NULL keys, changed, live, places.
-    const census = (read: ReturnType<typeof capturingPool>) => {
+    const census = (read: ReturnType<typeof recordingPool>) => {
       const row = read.queries.find((query) => query.text.includes('AS "census"'))?.rows?.[0] as
         | unknown[]
         | undefined;
@@ -196,13 +157,13 @@ describe('incremental detection (PostgreSQL)', () => {
     };
     // 2,000 changed rows (5% of 40,000): read where they are.
     await source.pool.query("UPDATE reading_point SET title = 'a' WHERE site < 20");
-    const few = capturingPool(source.pool);
+    const few = recordingPool(source.pool);
     expect((await sync(few.pool, target.pool)).detection?.mode).toBe('incremental');
     expect(census(few)?.changed).toBe('2000');
     expect(census(few)?.places?.split('(')).toHaveLength(2001);
     // 6,000: compared in full, and the census sends no places.
     await source.pool.query("UPDATE reading_point SET title = 'b' WHERE site < 60");
-    const many = capturingPool(source.pool);
+    const many = recordingPool(source.pool);
     expect((await sync(many.pool, target.pool)).detection).toMatchObject({
       mode: 'full',
       reason: expect.stringMatching(/^6000 of 40000 rows changed since the watermark/),
@@ -218,7 +179,7 @@ describe('incremental detection (PostgreSQL)', () => {
       "UPDATE reading_point SET title = 'changed' WHERE code IN ('c1', 'c3', 'c5')",
     );
     // A read that loses a row on the way: one place fewer than the census found.
-    const lossy = capturingPool(source.pool, (query) =>
+    const lossy = recordingPool(source.pool, undefined, (query) =>
       query.text.startsWith('DECLARE')
         ? {
             ...query,

@@ -69,11 +69,28 @@ export async function idleInTransaction(database: string): Promise<number> {
   return idleInTransactionOn(admin, database);
 }
 
-/** Wraps a pool so every statement text sent through it is recorded, and a hook can run first. */
-export function recordingPool(pool: pg.Pool, before?: (text: string) => Promise<void>) {
+/** A statement as `recordingPool` sent it, with the rows it returned. */
+export interface RecordedQuery {
+  text: string;
+  values?: unknown[] | undefined;
+  rows?: unknown[];
+}
+
+/**
+ * Wraps a pool so every statement sent through it is recorded (its text in `statements`; text,
+ * parameters and rows in `queries`), a hook can run first, and `rewrite` can change it on the
+ * way, as a fault would.
+ */
+export function recordingPool(
+  pool: pg.Pool,
+  before?: (text: string) => Promise<void>,
+  rewrite: (query: RecordedQuery) => RecordedQuery = (query) => query,
+) {
   const statements: string[] = [];
+  const queries: RecordedQuery[] = [];
   return {
     statements,
+    queries,
     pool: {
       async connect() {
         const client = await pool.connect();
@@ -83,9 +100,14 @@ export function recordingPool(pool: pg.Pool, before?: (text: string) => Promise<
           query(config: { text: string; values?: unknown[]; submit?: unknown }) {
             statements.push(config.text);
             if (typeof config.submit === 'function') return client.query(config as never);
-            return (before?.(config.text) ?? Promise.resolve()).then(() =>
-              client.query(config as pg.QueryConfig),
-            );
+            const query = rewrite({ text: config.text, values: config.values });
+            queries.push(query);
+            return (before?.(config.text) ?? Promise.resolve())
+              .then(() => client.query({ ...config, ...query } as pg.QueryConfig))
+              .then((result) => {
+                query.rows = result.rows;
+                return result;
+              });
           },
           release: (error?: Error | boolean) => client.release(error),
           // The library listens for a connection lost between statements.
