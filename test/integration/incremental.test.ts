@@ -110,7 +110,7 @@ describe('incremental detection (PostgreSQL)', () => {
     await expectEqual(source.pool, target.pool);
   });
 
-  it('reads the changed rows where the census found them, without a second scan; a partitioned table by a scan', async () => {
+  it('reads the changed rows where the census found them, without a second scan; a partitioned or large table by a scan', async () => {
     const plain = await pair();
     const partitioned = await pair(
       SOURCE_DDL.replace(
@@ -120,9 +120,15 @@ describe('incremental detection (PostgreSQL)', () => {
         CREATE TABLE reading_point_1 PARTITION OF reading_point FOR VALUES WITH (MODULUS 2, REMAINDER 1);`,
       ),
     );
+    // A table the statistics call larger than PLACES_MAX_ROWS: no places are collected there.
+    const large = await pair();
+    await large.source.pool.query(
+      "UPDATE pg_class SET reltuples = 4000000 WHERE oid = 'reading_point'::regclass",
+    );
     for (const [{ source, target }, places] of [
       [plain, true],
       [partitioned, false],
+      [large, false],
     ] as const) {
       await sync(source.pool, target.pool);
       // Rows in both partitions, which number their rows alike.

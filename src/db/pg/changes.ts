@@ -64,7 +64,8 @@ export function tableIdentityStatement(table: TableName, columns: readonly strin
   (SELECT string_agg(concat_ws(':', e.enumtypid, e.enumsortorder, e.enumlabel), ',' ORDER BY e.enumtypid, e.enumsortorder)
      FROM pg_enum AS e WHERE e.enumtypid IN (
        SELECT unnest(ARRAY[ty.oid, ty.typelem, ty.typbasetype]) FROM pg_attribute AS a JOIN pg_type AS ty ON ty.oid = a.atttypid
-       WHERE a.attrelid = c.oid AND a.attname = ANY($2::text[])))) AS identity
+       WHERE a.attrelid = c.oid AND a.attname = ANY($2::text[])))) AS identity,
+  c.reltuples::text AS rows
 FROM pg_class AS c WHERE c.oid = to_regclass($1)`,
     values: [quoteTable(table), [...columns]],
   };
@@ -74,6 +75,12 @@ FROM pg_class AS c WHERE c.oid = to_regclass($1)`,
 const TRACKED_KINDS = new Set(['r', 'p', 'm']);
 /** Of those, the ones whose rows a ctid names alone. */
 const PLACED_KINDS = new Set(['r', 'm']);
+/**
+ * Above this many rows in the table (as last analyzed), the census does not collect where the
+ * changed rows are: it holds tens of bytes a changed row while it counts, and a rewrite that
+ * changes every row of a large table would have it hold them all on the Client System.
+ */
+export const PLACES_MAX_ROWS = 3_000_000;
 
 /** The clock's row, as CLOCK returns it. */
 export interface Clock {
@@ -109,19 +116,22 @@ export function trackChanges(
 ): PgChangeTracking {
   const now = BigInt(clock.now);
   const xmin = BigInt(clock.xmin);
-  const identities = new Map<string, Promise<{ kind: string; identity: string } | undefined>>();
+  const identities = new Map<
+    string,
+    Promise<{ kind: string; identity: string; rows: number } | undefined>
+  >();
   const readTableIdentity = async (entity: AnyEntity) => {
     if (entity.source.kind !== 'table') return undefined;
     const source = entity.source;
     const columns = entity.columnNames.map((column: string) => source.columns[column] ?? column);
-    const [kind, identity] = await run(
+    const [kind, identity, rows] = await run(
       entity,
       'reading the source table identity',
       () => tableIdentityStatement(source.table, columns),
       firstRow,
     );
     return TRACKED_KINDS.has(String(kind))
-      ? { kind: String(kind), identity: String(identity) }
+      ? { kind: String(kind), identity: String(identity), rows: Number(rows) }
       : undefined;
   };
   const identityOf = (entity: AnyEntity) => {
@@ -151,7 +161,10 @@ export function trackChanges(
     tableIdentity: async (entity) => (await identityOf(entity))?.identity,
     // A table's row versions stay where they are while the snapshot holds them; a partitioned
     // table's partitions number theirs alike.
-    placed: async (entity) => PLACED_KINDS.has((await identityOf(entity))?.kind ?? ''),
+    async placed(entity) {
+      const table = await identityOf(entity);
+      return table !== undefined && PLACED_KINDS.has(table.kind) && table.rows <= PLACES_MAX_ROWS;
+    },
     async census(entity, request, since): Promise<Census> {
       const [rows, nullKeys, changed, live, places] = await run(
         entity,
