@@ -301,8 +301,9 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
     let seen = 0;
     let readRows = 0;
     let pendingNew = 0;
-    // Rows gone, at least: each new row read so far adds one to the target's count. Once these
-    // make key sets pay, both sides' keys are read while the rest is read and written.
+    // Rows gone, at least, if the new rows read so far are written: each adds one to the
+    // target's count. Once these make key sets pay, both sides' keys are read while the rest is
+    // read and written.
     const goneAtLeast = () => before + outcome.insertedSoFar() + pendingNew - census.rows;
     const counted = async function* () {
       for await (const batch of context.source.rows(entity, read)) {

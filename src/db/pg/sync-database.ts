@@ -229,9 +229,12 @@ const SPARE_WAIT_MS = 2_000;
  */
 async function secondTransaction(pool: PgPool): Promise<PgClient | undefined> {
   let client: PgClient | undefined;
+  // Until the caller listens: a connection lost while it waits must not end the process.
+  let stopListening: () => void = () => undefined;
   let late = false;
   const begun = (async () => {
     client = await pool.connect();
+    stopListening = onConnectionLost(client, () => undefined);
     if (late) return false;
     await client.query({ text: BEGIN_READ_ONLY });
     return true;
@@ -242,10 +245,17 @@ async function secondTransaction(pool: PgPool): Promise<PgClient | undefined> {
   });
   const ready = await Promise.race([begun, timedOut]);
   clearTimeout(timer);
-  if (ready) return client;
+  if (ready) {
+    stopListening();
+    return client;
+  }
   late = true;
-  if (client) (client as PgClient).release(true);
-  else void begun.then(() => (client as PgClient | undefined)?.release(true));
+  const destroy = () => {
+    stopListening();
+    (client as PgClient | undefined)?.release(true);
+  };
+  if (client) destroy();
+  else void begun.then(destroy);
   return undefined;
 }
 
