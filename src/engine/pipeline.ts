@@ -304,7 +304,10 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
     // Rows gone, at least, if the new rows read so far are written: each adds one to the
     // target's count. Once these make key sets pay, both sides' keys are read while the rest is
     // read and written.
-    const goneAtLeast = () => before + outcome.insertedSoFar() + pendingNew - census.rows;
+    const keySetsNow = () => {
+      const goneAtLeast = before + outcome.insertedSoFar() + pendingNew - census.rows;
+      return keySetsAhead && goneAtLeast > 0 && keySetsPay(goneAtLeast, census.rows);
+    };
     const counted = async function* () {
       for await (const batch of context.source.rows(entity, read)) {
         readRows += batch.length;
@@ -345,8 +348,7 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
       // target's perhaps already) before the last changes are written, and compared while they
       // are: rows to delete are none of those written, so they stay where the target's keys
       // found them.
-      if (keySetsAhead && goneAtLeast() > 0 && keySetsPay(goneAtLeast(), census.rows))
-        readKeySets();
+      if (keySetsNow()) readKeySets();
     }
     // One snapshot: the census and the read see the same changed rows, or neither can be trusted.
     if (readRows !== census.changed)

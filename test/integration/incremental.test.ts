@@ -30,6 +30,10 @@ const SOURCE_DDL = `CREATE TYPE mood AS ENUM ('calm', 'busy');
 CREATE TABLE reading_point (site int NOT NULL, code text NOT NULL, tenant_id int NOT NULL,
   title text, amount numeric, mood mood, PRIMARY KEY (site, code));
 INSERT INTO reading_point SELECT g % 50, 'c' || g, 2 - g % 2, 'p' || g, g * 1.5, 'calm' FROM generate_series(1, 400) AS g;`;
+/** The source's table with `rows` rows of tenant 1, each row g's site given by `site`. */
+const tenantOneSource = (rows: number, site: string) =>
+  `${SOURCE_DDL.replace(/INSERT INTO[^;]*;/, '')}
+INSERT INTO reading_point SELECT ${site}, 'c' || g, 1, 'p' || g, g, 'calm' FROM generate_series(1, ${rows}) AS g;`;
 const TARGET_DDL = `CREATE TABLE point (site int NOT NULL, code text NOT NULL, tenant_id int NOT NULL,
   label text, amount numeric, mood text, PRIMARY KEY (site, code))`;
 
@@ -149,10 +153,7 @@ describe('incremental detection (PostgreSQL)', () => {
   });
 
   it('compares every row past 5,000 changed rows and 5% of the table, and is not sent where they are', async () => {
-    const { source, target } = await pair(
-      `${SOURCE_DDL.replace(/INSERT INTO[^;]*;/, '')}
-      INSERT INTO reading_point SELECT (g - 1) / 100, 'c' || g, 1, 'p' || g, g, 'calm' FROM generate_series(1, 40000) AS g;`,
-    );
+    const { source, target } = await pair(tenantOneSource(40_000, '(g - 1) / 100'));
     await sync(source.pool, target.pool);
     // The census row, read as an array: rows, NULL keys, changed, live, places.
     const census = (read: ReturnType<typeof recordingPool>) => {
@@ -342,10 +343,7 @@ describe('incremental detection (PostgreSQL)', () => {
   });
 
   it("reads both sides' keys as soon as the rows read show enough gone, before the last are read", async () => {
-    const { source, target } = await pair(
-      `${SOURCE_DDL.replace(/INSERT INTO[^;]*;/, '')}
-      INSERT INTO reading_point SELECT g / 1000, 'c' || g, 1, 'p' || g, g, 'calm' FROM generate_series(1, 300000) AS g;`,
-    );
+    const { source, target } = await pair(tenantOneSource(300_000, 'g / 1000'));
     await sync(source.pool, target.pool);
     // New keys first in key order, then more changed rows than one batch brings.
     await source.pool.query(`INSERT INTO reading_point SELECT -1, 'n' || g, 1, 'n', g, 'busy' FROM generate_series(1, 700) AS g;

@@ -272,7 +272,14 @@ class TransactionAborted {
  * destroyed rather than returned to the pool, where the next user would inherit it.
  */
 async function withClient<T>(pool: PgPool, work: (client: PgClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+  return withConnection(await pool.connect(), work);
+}
+
+/** `withClient` on a connection already checked out, which it returns to the pool or destroys. */
+async function withConnection<T>(
+  client: PgClient,
+  work: (client: PgClient) => Promise<T>,
+): Promise<T> {
   let lost: Error | undefined;
   const stopListening = onConnectionLost(client, (error) => {
     lost ??= error;
@@ -939,27 +946,21 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
           withoutSpare.add(connection.pool);
           return undefined;
         }
-        let lost: Error | undefined;
-        const stopListening = onConnectionLost(spare, (error) => {
-          lost ??= error;
+        return withConnection(spare, async (client) => {
+          try {
+            await client.query(pinTarget((await capabilities()).serverVersion));
+            for (const statement of connection.timeouts) await client.query(statement);
+            const wholly = await read(client);
+            await client.query({ text: COMMIT });
+            return wholly;
+          } catch (error) {
+            let connectionError: unknown;
+            await client.query({ text: ROLLBACK }).catch((rollbackError: unknown) => {
+              connectionError = rollbackError;
+            });
+            throw new TransactionAborted(error, connectionError);
+          }
         });
-        try {
-          await spare.query(pinTarget((await capabilities()).serverVersion));
-          for (const statement of connection.timeouts) await spare.query(statement);
-          const wholly = await read(spare);
-          await spare.query({ text: COMMIT });
-          stopListening();
-          spare.release(lost);
-          return wholly;
-        } catch (error) {
-          const rolledBack = await spare.query({ text: ROLLBACK }).then(
-            () => true,
-            () => false,
-          );
-          stopListening();
-          spare.release(lost ?? !rolledBack);
-          throw error;
-        }
       };
       const keys = (async (): Promise<TargetKeySet | undefined> => {
         if (await emulated()) return undefined;
