@@ -19,14 +19,18 @@ export interface KeySetDifference {
 }
 
 const HASH_BYTES = 8;
-/** Above this many hashes, a bucket is sorted by comparison rather than by insertion. */
-const CROWDED = 32;
 /**
- * Some hashes as pairs of 32-bit words, each with its position in the input. The words are the
- * hash's bytes read in the machine's order: any order serves, as long as both sides share it.
+ * Above this many hashes on both sides together, a bucket's hashes are matched through a map
+ * rather than a small table of fixed size (a key the source repeats on many rows puts them all
+ * in one bucket).
  */
-interface Hashes {
-  readonly words: Uint32Array;
+const CROWDED = 64;
+/**
+ * The positions (in 8-byte units) of one side's hashes whose bucket is flagged, bucket by
+ * bucket: bucket `b`'s from `start[b]` to `start[b + 1]`.
+ */
+interface Flagged {
+  readonly start: Uint32Array;
   readonly positions: Uint32Array;
 }
 
@@ -66,89 +70,141 @@ function summarise(words: Uint32Array, bits: number): Uint32Array {
 }
 
 /**
- * The hashes whose bucket is `flagged`, sorted by their words, the first first, with their
- * positions: placed by bucket in one pass (each bucket's size is in the `summary`), then each
- * bucket, a few hashes long, sorted by insertion.
+ * The positions of the hashes whose bucket is `flagged`, placed by bucket in one pass (each
+ * bucket's size is in the `summary`), or copied bucket by bucket where the side is grouped.
  */
-function gatherSorted(side: SummarisedKeys, flagged: Uint8Array): Hashes {
+function gatherFlagged(side: SummarisedKeys, flagged: Uint8Array): Flagged {
   const { words, summary, bits, grouped } = side;
   const shift = 32 - bits;
   const buckets = 1 << bits;
-  // Where each flagged bucket's hashes start, and the end of the last.
   const start = new Uint32Array(buckets + 1);
   for (let b = 0; b < buckets; b++)
     start[b + 1] = (start[b] as number) + (flagged[b] === 1 ? (summary[3 * b] as number) : 0);
-  const count = start[buckets] as number;
-  const sorted = new Uint32Array(2 * count);
-  const positions = new Uint32Array(count);
-  const place = (at: number, position: number) => {
-    sorted[2 * at] = words[2 * position] as number;
-    sorted[2 * at + 1] = words[2 * position + 1] as number;
-    positions[at] = position;
-  };
+  const positions = new Uint32Array(start[buckets] as number);
   if (grouped) {
-    // Only the flagged buckets' hashes are visited, in the order they were given.
-    for (let b = 0; b < buckets; b++) {
-      if (flagged[b] === 0) continue;
-      let at = start[b] as number;
-      for (let k = grouped.from[b] as number; k < (grouped.from[b + 1] as number); k++)
-        place(at++, grouped.order[k] as number);
-    }
-  } else {
-    const next = start.slice(0, -1);
-    for (let i = 0; i < words.length; i += 2) {
-      const bucket = (words[i] as number) >>> shift;
-      if (flagged[bucket] === 0) continue;
-      const at = next[bucket] as number;
-      next[bucket] = at + 1;
-      place(at, i / 2);
-    }
+    for (let b = 0; b < buckets; b++)
+      if (flagged[b] === 1)
+        positions.set(
+          grouped.order.subarray(grouped.from[b] as number, grouped.from[b + 1] as number),
+          start[b] as number,
+        );
+    return { start, positions };
   }
-  const before = (i: number, first: number, second: number) =>
-    (sorted[2 * i] as number) > first ||
-    (sorted[2 * i] === first && (sorted[2 * i + 1] as number) > second);
-  for (let b = 0; b < buckets; b++) {
-    const from = start[b] as number;
-    const to = start[b + 1] as number;
-    if (to - from > CROWDED) {
-      sortCrowded(sorted, positions, from, to);
-      continue;
-    }
-    for (let i = from + 1; i < to; i++) {
-      const first = sorted[2 * i] as number;
-      const second = sorted[2 * i + 1] as number;
-      const position = positions[i] as number;
-      let j = i - 1;
-      for (; j >= from && before(j, first, second); j--) {
-        sorted[2 * j + 2] = sorted[2 * j] as number;
-        sorted[2 * j + 3] = sorted[2 * j + 1] as number;
-        positions[j + 1] = positions[j] as number;
-      }
-      sorted[2 * j + 2] = first;
-      sorted[2 * j + 3] = second;
-      positions[j + 1] = position;
-    }
+  const next = start.slice(0, -1);
+  const count = words.length / 2;
+  for (let i = 0; i < count; i++) {
+    const bucket = (words[2 * i] as number) >>> shift;
+    if (flagged[bucket] === 0) continue;
+    positions[next[bucket] as number] = i;
+    next[bucket] = (next[bucket] as number) + 1;
   }
-  return { words: sorted, positions };
+  return { start, positions };
+}
+
+/** What the comparison of the flagged buckets finds. */
+interface Tally {
+  readonly targetOnly: number[];
+  sourceOnly: number;
+  ambiguous: boolean;
 }
 
 /**
- * Sorts `from` to `to` of hashes and their positions by hash, where a bucket holds too many for
- * insertion (a key the source repeats on many rows puts them all in one bucket).
+ * Slots of the table a bucket's source hashes go into: a bucket that is not crowded holds
+ * `CROWDED` at most, so the table is never more than half full.
  */
-function sortCrowded(words: Uint32Array, positions: Uint32Array, from: number, to: number) {
-  const order = Array.from({ length: to - from }, (_, i) => from + i);
-  order.sort(
-    (a, b) =>
-      (words[2 * a] as number) - (words[2 * b] as number) ||
-      (words[2 * a + 1] as number) - (words[2 * b + 1] as number),
-  );
-  const entries = order.map((i) => [words[2 * i], words[2 * i + 1], positions[i]] as const);
-  entries.forEach(([first, second, position], i) => {
-    words[2 * (from + i)] = first as number;
-    words[2 * (from + i) + 1] = second as number;
-    positions[from + i] = position as number;
-  });
+const SLOTS = 2 * CROWDED;
+
+/**
+ * Compares each flagged bucket's hashes through a small table of its source hashes, open
+ * addressed by their second word: a bucket holds some 16 a side, so a few steps a hash, where
+ * sorting both sides would take many. Crowded buckets go to `compareCrowded`.
+ */
+function compareFlagged(
+  source: Uint32Array,
+  s: Flagged,
+  target: Uint32Array,
+  t: Flagged,
+  buckets: number,
+  tally: Tally,
+): void {
+  const sp = s.positions;
+  const tp = t.positions;
+  // A slot is taken in this bucket where its mark is the bucket's number plus one.
+  const mark = new Int32Array(SLOTS);
+  const held = new Uint32Array(SLOTS);
+  const matched = new Uint8Array(SLOTS);
+  for (let b = 0; b < buckets; b++) {
+    const sFrom = s.start[b] as number;
+    const sTo = s.start[b + 1] as number;
+    const tFrom = t.start[b] as number;
+    const tTo = t.start[b + 1] as number;
+    if (sFrom === sTo && tFrom === tTo) continue;
+    if (sTo - sFrom + (tTo - tFrom) > CROWDED) {
+      compareCrowded(source, sp.subarray(sFrom, sTo), target, tp.subarray(tFrom, tTo), tally);
+      continue;
+    }
+    const bucketMark = b + 1;
+    let distinct = 0;
+    for (let i = sFrom; i < sTo; i++) {
+      const at = 2 * (sp[i] as number);
+      const second = source[at + 1] as number;
+      for (let slot = second & (SLOTS - 1); ; slot = (slot + 1) & (SLOTS - 1)) {
+        if (mark[slot] !== bucketMark) {
+          mark[slot] = bucketMark;
+          held[slot] = at;
+          matched[slot] = 0;
+          distinct += 1;
+          break;
+        }
+        const other = held[slot] as number;
+        // The source repeats it: counted once.
+        if (source[other] === source[at] && source[other + 1] === second) break;
+      }
+    }
+    let found = 0;
+    for (let j = tFrom; j < tTo; j++) {
+      const at = 2 * (tp[j] as number);
+      const first = target[at] as number;
+      const second = target[at + 1] as number;
+      for (let slot = second & (SLOTS - 1); ; slot = (slot + 1) & (SLOTS - 1)) {
+        if (mark[slot] !== bucketMark) {
+          tally.targetOnly.push(tp[j] as number);
+          break;
+        }
+        const other = held[slot] as number;
+        if (source[other] === first && source[other + 1] === second) {
+          // A second target hash equal to one the source holds: which key it stands for is lost.
+          if (matched[slot] === 1) tally.ambiguous = true;
+          else found += 1;
+          matched[slot] = 1;
+          break;
+        }
+      }
+    }
+    tally.sourceOnly += distinct - found;
+  }
+}
+
+/** A crowded bucket's comparison: its hashes matched through a map, as text. */
+function compareCrowded(
+  source: Uint32Array,
+  sourcePositions: Uint32Array,
+  target: Uint32Array,
+  targetPositions: Uint32Array,
+  tally: Tally,
+): void {
+  const textOf = (words: Uint32Array, position: number) =>
+    `${words[2 * position]},${words[2 * position + 1]}`;
+  const onSource = new Set<string>();
+  for (const position of sourcePositions) onSource.add(textOf(source, position));
+  const onTarget = new Map<string, number>();
+  for (const position of targetPositions) {
+    const text = textOf(target, position);
+    onTarget.set(text, (onTarget.get(text) ?? 0) + 1);
+    if (!onSource.has(text)) tally.targetOnly.push(position);
+  }
+  for (const text of onSource) if (!onTarget.has(text)) tally.sourceOnly += 1;
+  for (const [text, times] of onTarget) if (times > 1 && onSource.has(text)) tally.ambiguous = true;
 }
 
 /** Bits of bucket number for buckets of about 16 hashes, `keys` a side. */
@@ -231,40 +287,11 @@ export function compareKeySets(
   for (let b = 0; b < 1 << bits; b++)
     for (let k = 3 * b; k < 3 * b + 3; k++)
       if (sourceSummary[k] !== targetSummary[k]) flagged[b] = 1;
-  const s = gatherSorted(sourceSummarised, flagged);
-  const t = gatherSorted(targetSummarised, flagged);
-  const targetOnly: number[] = [];
-  let sourceOnly = 0;
-  let ambiguous = false;
-  // A merge of two sorted lists, a run of equal hashes at a time.
-  const sEnd = s.positions.length;
-  const tEnd = t.positions.length;
-  const sameAt = (a: Uint32Array, i: number, b: Uint32Array, j: number) =>
-    a[2 * i] === b[2 * j] && a[2 * i + 1] === b[2 * j + 1];
-  let i = 0;
-  let j = 0;
-  while (i < sEnd || j < tEnd) {
-    const sourceFirst =
-      j >= tEnd ||
-      (i < sEnd &&
-        ((s.words[2 * i] as number) < (t.words[2 * j] as number) ||
-          (s.words[2 * i] === t.words[2 * j] &&
-            (s.words[2 * i + 1] as number) < (t.words[2 * j + 1] as number))));
-    if (sourceFirst) {
-      sourceOnly += 1;
-      const first = i;
-      while (i < sEnd && sameAt(s.words, i, s.words, first)) i += 1;
-      continue;
-    }
-    let run = j + 1;
-    while (run < tEnd && sameAt(t.words, run, t.words, j)) run += 1;
-    if (i < sEnd && sameAt(s.words, i, t.words, j)) {
-      if (run - j > 1) ambiguous = true;
-      const first = i;
-      while (i < sEnd && sameAt(s.words, i, s.words, first)) i += 1;
-    } else for (let k = j; k < run; k++) targetOnly.push(t.positions[k] as number);
-    j = run;
-  }
+  const s = gatherFlagged(sourceSummarised, flagged);
+  const t = gatherFlagged(targetSummarised, flagged);
+  const tally: Tally = { targetOnly: [], sourceOnly: 0, ambiguous: false };
+  compareFlagged(sourceSummarised.words, s, targetSummarised.words, t, 1 << bits, tally);
+  const { targetOnly, sourceOnly, ambiguous } = tally;
   targetOnly.sort((a, b) => a - b);
   return { targetOnly, sourceOnly, ambiguous };
 }

@@ -140,37 +140,104 @@ const BINARY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
  * The fields of the one row of `COPY (SELECT <bytea>, …) TO STDOUT (FORMAT binary)`, raw: a
  * NULL as no bytes. One value per field travels as one message, without the text format's
  * escapes, and so costs the client next to nothing, however many rows an aggregate folded in.
+ * Each field is copied into a buffer of its own as its bytes arrive (its length comes first),
+ * so memory holds the fields and a network chunk, and each field starts a buffer, where 64-bit
+ * words can be read in place.
  */
 export async function copyOutByteas(client: PgClient, copyOutSql: string): Promise<Uint8Array[]> {
   const out = (client as unknown as CopyCapableClient).query(copyTo(copyOutSql)) as Readable;
-  const chunks: Buffer[] = [];
-  for await (const chunk of out) chunks.push(chunk as Buffer);
-  const total = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
-  const head = Buffer.concat(chunks, Math.min(total, 19));
-  const unexpected = (what: string) =>
-    new Error(`COPY (FORMAT binary) sent ${what}, not the one row of byte strings expected`);
-  if (head.length < 19 || !head.subarray(0, 11).equals(BINARY_SIGNATURE))
-    throw unexpected('no binary header');
-  // Signature, flags, then the header extension and its length.
-  let at = 19 + head.readUInt32BE(15);
-  // The first field starts on an 8-byte boundary, where 64-bit words can be read in place.
-  const pad = (8 - ((at + 6) % 8)) % 8;
-  const data = Buffer.allocUnsafeSlow(pad + total).subarray(pad);
-  let filled = 0;
-  for (const chunk of chunks) {
-    data.set(chunk, filled);
-    filled += chunk.length;
-  }
-  const count = data.readInt16BE(at);
-  at += 2;
-  if (count < 1) throw unexpected('no row');
-  const fields: Uint8Array[] = [];
-  for (let i = 0; i < count; i++) {
-    const length = data.readInt32BE(at);
-    at += 4;
-    fields.push(length < 0 ? new Uint8Array() : data.subarray(at, at + length));
-    at += Math.max(0, length);
-  }
-  if (data.readInt16BE(at) !== -1) throw unexpected('more than one row');
-  return fields;
+  const row = new BinaryRowReader();
+  for await (const chunk of out) row.push(chunk as Buffer);
+  return row.fields();
 }
+
+/** What `BinaryRowReader` reads next: a part of fixed size, or a field's bytes. */
+type BinaryPart = 'header' | 'extension' | 'count' | 'length' | 'field' | 'trailer' | 'end';
+
+/** Reads the one row of a binary COPY as its bytes arrive, in chunks cut anywhere. */
+class BinaryRowReader {
+  private part: BinaryPart = 'header';
+  /** Bytes of the part being read, where it is of fixed size. */
+  private held: Buffer = Buffer.alloc(0);
+  private needed = BINARY_SIGNATURE.length + 8;
+  private count = 0;
+  private field = new Uint8Array();
+  private filled = 0;
+  private readonly read: Uint8Array[] = [];
+
+  push(chunk: Buffer): void {
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.part === 'end') throw unexpectedCopy('more than one row');
+      if (this.part === 'field') {
+        const taken = Math.min(chunk.length - at, this.field.length - this.filled);
+        this.field.set(chunk.subarray(at, at + taken), this.filled);
+        this.filled += taken;
+        at += taken;
+        if (this.filled === this.field.length) this.fieldRead();
+        continue;
+      }
+      const taken = Math.min(chunk.length - at, this.needed - this.held.length);
+      this.held = Buffer.concat([this.held, chunk.subarray(at, at + taken)]);
+      at += taken;
+      if (this.held.length === this.needed) this.partRead();
+    }
+  }
+
+  fields(): Uint8Array[] {
+    if (this.part !== 'end')
+      throw unexpectedCopy(this.part === 'header' ? 'no binary header' : 'a row cut short');
+    return this.read;
+  }
+
+  private next(part: BinaryPart, needed: number): void {
+    this.part = part;
+    this.needed = needed;
+    this.held = Buffer.alloc(0);
+    // A part of no bytes (an empty header extension) is read at once.
+    if (needed === 0 && part !== 'field' && part !== 'end') this.partRead();
+  }
+
+  private partRead(): void {
+    const bytes = this.held;
+    switch (this.part) {
+      case 'header':
+        if (!bytes.subarray(0, BINARY_SIGNATURE.length).equals(BINARY_SIGNATURE))
+          throw unexpectedCopy('no binary header');
+        // Signature, flags, then the header extension's length.
+        this.next('extension', bytes.readUInt32BE(BINARY_SIGNATURE.length + 4));
+        break;
+      case 'extension':
+        this.next('count', 2);
+        break;
+      case 'count':
+        this.count = bytes.readInt16BE(0);
+        if (this.count < 1) throw unexpectedCopy('no row');
+        this.next('length', 4);
+        break;
+      case 'length': {
+        const length = bytes.readInt32BE(0);
+        this.field = new Uint8Array(Math.max(0, length));
+        this.filled = 0;
+        this.next('field', 0);
+        if (length <= 0) this.fieldRead();
+        break;
+      }
+      case 'trailer':
+        if (bytes.readInt16BE(0) !== -1) throw unexpectedCopy('more than one row');
+        this.next('end', 0);
+        break;
+      default:
+        throw new Error(`binary COPY reader: no part ${this.part} of fixed size`);
+    }
+  }
+
+  private fieldRead(): void {
+    this.read.push(this.field);
+    if (this.read.length < this.count) this.next('length', 4);
+    else this.next('trailer', 2);
+  }
+}
+
+const unexpectedCopy = (what: string) =>
+  new Error(`COPY (FORMAT binary) sent ${what}, not the one row of byte strings expected`);

@@ -11,10 +11,14 @@ let cursors = 0;
  * order. Between two batches the connection is free for other statements (the run's writes): a
  * cursor reads the snapshot it was declared in. Needs a transaction. The SELECT is declared with
  * its parameters over the extended protocol, which takes one statement only.
+ *
+ * A FETCH that brings fewer rows than asked for is the last: the cursor is closed, and `ended`
+ * run, before its rows are yielded, so the connection is free once the consumer has them.
  */
 export async function* cursorRows(
   client: PgClient,
   statement: Statement,
+  ended?: () => Promise<void>,
 ): AsyncGenerator<unknown[][]> {
   const name = quoteIdent(`meter_sync_cursor_${++cursors}`);
   await client.query({
@@ -30,11 +34,15 @@ export async function* cursorRows(
         rowMode: 'array',
       });
       const rows = result.rows.map(rowValues);
-      if (rows.length > 0) yield rows;
-      if (rows.length < FETCH_ROWS) break;
+      if (rows.length < FETCH_ROWS) {
+        open = false;
+        await client.query({ text: `CLOSE ${name}` });
+        await ended?.();
+        if (rows.length > 0) yield rows;
+        return;
+      }
+      yield rows;
     }
-    open = false;
-    await client.query({ text: `CLOSE ${name}` });
   } finally {
     // Left early (the consumer failed or stopped): the cursor goes; a failed transaction drops it anyway.
     if (open) await client.query({ text: `CLOSE ${name}` }).catch(() => undefined);

@@ -397,9 +397,14 @@ async function openSourceSnapshot(
         });
         const width = entity.key.length;
         const offset = request.hash === 'sql' ? width + 1 : width;
+        // Released as soon as the last rows are read: the consumer's next read need not wait.
+        const release = async () => {
+          done = true;
+          if (capabilities.transactional) await guarded(releaseSavepoint(READ_SAVEPOINT));
+        };
         const batches = bulk
           ? copyOutRows(client, `COPY (${statement.text}) TO STDOUT`)
-          : cursorRows(client, statement);
+          : cursorRows(client, statement, release);
         for await (const batch of batches) {
           yield batch.map((row) => {
             const values = row.slice(offset) as TextRow;
@@ -410,8 +415,7 @@ async function openSourceSnapshot(
             };
           });
         }
-        done = true;
-        if (capabilities.transactional) await guarded(releaseSavepoint(READ_SAVEPOINT));
+        if (!done) await release();
       } catch (error) {
         done = true;
         throw await failed(entity, action, error);
