@@ -115,6 +115,11 @@ export interface ReadRequest {
   /** Keys only: every row's hash is the same, so only keys present on one side differ. */
   readonly keysOnly?: boolean | undefined;
   /**
+   * For a key set: each key packed into 64 bits, these bits a key column in key order (from
+   * `SourceSnapshot.packedKey`), rather than hashed. Both sides of a comparison read it alike.
+   */
+  readonly packedKey?: readonly number[] | undefined;
+  /**
    * The values a soft delete sets (`onMissing.set`, as text for the target's types): `count`
    * leaves out the rows that hold them all, and the census counts the others (`Census.live`).
    */
@@ -130,7 +135,10 @@ export interface Fingerprints {
   readonly nullKeys: number;
 }
 
-/** The keys in scope as 64-bit key hashes, 8 bytes each (big-endian), in no order. */
+/**
+ * The keys in scope, 8 bytes each (big-endian), in no order: their 64-bit hashes, or with
+ * `ReadRequest.packedKey` the keys themselves packed, which no two keys share.
+ */
 export interface KeySet {
   readonly hashes: Uint8Array;
 }
@@ -140,6 +148,7 @@ export interface TargetKeySet extends KeySet {
   /**
    * The keys (as `keyHashes` gives keys) of the rows at these positions of `hashes` (counted in
    * hashes), where each still holds the key it was read with; rows changed since are left out.
+   * Packed keys are the keys themselves: each position gives its own.
    */
   keysAt(positions: readonly number[]): Promise<TextKey[]>;
 }
@@ -152,7 +161,10 @@ export interface TargetKeySetRead {
    * are read in the transaction: it must not write until they are.
    */
   readonly apart: boolean;
-  /** `undefined` where this database cannot read keys in bulk. */
+  /**
+   * `undefined` where this database cannot read keys in bulk, or where a key asked for packed
+   * holds a value wider than its bits (the source can hold no such key).
+   */
   readonly keys: Promise<TargetKeySet | undefined>;
 }
 
@@ -281,7 +293,7 @@ export interface SyncDatabase {
   count(entity: AnyEntity, request: ReadRequest): Promise<number>;
   /**
    * Begins reading every key in scope with a complete key, as hashes the source's `keySet`
-   * matches; inside a transaction.
+   * matches, or packed with `request.packedKey`; inside a transaction.
    */
   keySet?(entity: AnyEntity, request: ReadRequest): TargetKeySetRead;
   /**
@@ -409,6 +421,12 @@ export interface SourceSnapshot {
    * them in bulk (then keys are compared by bucket).
    */
   keySet?(entity: AnyEntity, request: ReadRequest): Promise<KeySet | undefined>;
+  /**
+   * How key sets can carry the entity's keys themselves (`ReadRequest.packedKey`): the bits each
+   * key column takes by the source's types, where every one is an integer on both sides and
+   * they take 64 bits at most together; `undefined` where keys are hashed.
+   */
+  packedKey?(entity: AnyEntity, request: ReadRequest): Promise<readonly number[] | undefined>;
   /** Up to `limit` rows in scope with a NULL in the key. */
   nullKeyRows(entity: AnyEntity, request: ReadRequest, limit: number): Promise<TextRow[]>;
   /**

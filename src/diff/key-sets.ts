@@ -1,11 +1,12 @@
 /**
- * Compares two sides' keys given as 64-bit key hashes (8 bytes each, any order): which target
- * keys the source lacks, and how many source keys the target lacks. Pure: byte arrays in,
- * positions out; a million keys a side take a few tens of milliseconds and a few megabytes.
+ * Compares two sides' keys given as 64-bit key hashes (8 bytes each, any order), or as keys
+ * packed into 8 bytes: which target keys the source lacks, and how many source keys the target
+ * lacks. Pure: byte arrays in, positions out; a million keys a side take a few tens of
+ * milliseconds and a few megabytes.
  *
  * Exact but for 64-bit coincidences, which the hashes themselves already risk: two keys with
- * one hash, or a bucket of hashes whose count and checksums agree with the other side's though
- * its hashes differ. Where a coincidence shows (two target keys share a hash the source holds
+ * one hash (never two packed keys), or a bucket of hashes whose count and checksums agree with
+ * the other side's though its hashes differ. Where a coincidence shows (two target keys share a hash the source holds
  * too, so which one the source lacks cannot be told) the answer says so (`ambiguous`) rather
  * than guess, and a caller that needs certainty compares keys themselves.
  */
@@ -65,6 +66,29 @@ function summarise(words: Uint32Array, bits: number): Uint32Array {
     summary[at] = (summary[at] as number) + 1;
     summary[at + 1] = (summary[at + 1] as number) + mix(first ^ Math.imul(second, 0x9e3779b1));
     summary[at + 2] = (summary[at + 2] as number) + mix(second ^ Math.imul(first, 0x27d4eb2f));
+  }
+  return summary;
+}
+
+/**
+ * `summarise` for packed keys (consecutive numbers, as integer keys often are), which are first
+ * spread over 64 bits as hashes are, one to one, by two rounds of a Feistel network on their two
+ * words, and written to `spread`. Distinct keys stay distinct, so a comparison of spread keys is
+ * exact where one of hashes risks a coincidence; and spread, they need no mixing to sum.
+ */
+function summariseSpreading(words: Uint32Array, bits: number, spread: Uint32Array): Uint32Array {
+  const shift = 32 - bits;
+  const summary = new Uint32Array(3 << bits);
+  for (let i = 0; i < words.length; i += 2) {
+    const right = (words[i] as number) ^ mix((words[i + 1] as number) ^ 0x3c6ef372);
+    const first = ((words[i + 1] as number) ^ mix(right ^ 0xa54ff53a)) >>> 0;
+    const second = right >>> 0;
+    spread[i] = first;
+    spread[i + 1] = second;
+    const at = 3 * (first >>> shift);
+    summary[at] = (summary[at] as number) + 1;
+    summary[at + 1] = (summary[at + 1] as number) + first;
+    summary[at + 2] = (summary[at + 2] as number) + second;
   }
   return summary;
 }
@@ -230,15 +254,24 @@ function checkLength(hashes: Uint8Array) {
  * Summarises key hashes (`8 × n` bytes) in buckets of about 16 for `keys` keys a side (by
  * default as many as given): the part of a comparison one side allows alone, so it can be done
  * while the other side's keys are still on their way. `grouped` also puts the hashes in bucket
- * order, one more pass now that spares the comparison its pass over this side.
+ * order, one more pass now that spares the comparison its pass over this side. `packed` takes
+ * keys packed into 8 bytes rather than hashes (`summariseSpreading`). Positions are kept either way.
  */
 export function summariseKeys(
-  hashes: Uint8Array,
-  keys = hashes.length / HASH_BYTES,
-  grouped = false,
+  values: Uint8Array,
+  options: { keys?: number; grouped?: boolean; packed?: boolean } = {},
 ): SummarisedKeys {
-  const summarised = summariseIn(hashes, bitsFor(keys));
+  const { keys = values.length / HASH_BYTES, grouped = false, packed = false } = options;
+  const summarised = summariseIn(values, bitsFor(keys), packed);
   return grouped ? { ...summarised, grouped: groupByBucket(summarised) } : summarised;
+}
+
+function summariseIn(values: Uint8Array, bits: number, packed = false): SummarisedKeys {
+  checkLength(values);
+  const given = wordsOf(values);
+  if (!packed) return { words: given, bits, summary: summarise(given, bits) };
+  const words = new Uint32Array(given.length);
+  return { words, bits, summary: summariseSpreading(given, bits, words) };
 }
 
 function groupByBucket({ words, summary, bits }: SummarisedKeys) {
@@ -255,12 +288,6 @@ function groupByBucket({ words, summary, bits }: SummarisedKeys) {
     order[at] = i / 2;
   }
   return { order, from };
-}
-
-function summariseIn(hashes: Uint8Array, bits: number): SummarisedKeys {
-  checkLength(hashes);
-  const words = wordsOf(hashes);
-  return { words, bits, summary: summarise(words, bits) };
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * How an incremental run tells which target rows the source no longer holds: for an entity that
  * soft deletes, whether any row it has not marked went (counts); where many went, which ones,
- * from both sides' keys read whole as 64-bit hashes (`diff/key-sets.ts`). The pipeline deletes
+ * from both sides' keys read whole, 8 bytes a key, packed or hashed (`diff/key-sets.ts`). The pipeline deletes
  * or marks what these find, and compares keys by bucket where they cannot be sure.
  */
 import type * as core from 'zod/v4/core';
@@ -128,7 +128,15 @@ export function readTargetKeys(
     keys: settledLater(
       read.keys.then(
         (set) =>
-          set && { set, summary: summariseKeys(set.hashes, keysPerSide, true), insertedBefore },
+          set && {
+            set,
+            summary: summariseKeys(set.hashes, {
+              keys: keysPerSide,
+              grouped: true,
+              packed: keys.packedKey !== undefined,
+            }),
+            insertedBefore,
+          },
       ),
     ),
   };
@@ -156,7 +164,13 @@ export function readSourceKeys(
   const source = run.context.source.keySet(run.entity, keys).then(async (set) => {
     if (!set) return undefined;
     await afterPendingCallbacks();
-    return { keys: set.hashes.length / 8, summary: summariseKeys(set.hashes, keysPerSide) };
+    return {
+      keys: set.hashes.length / 8,
+      summary: summariseKeys(set.hashes, {
+        keys: keysPerSide,
+        packed: keys.packedKey !== undefined,
+      }),
+    };
   });
   const compared = Promise.all([source, target.keys]).then(async ([sourceSide, targetSide]) => {
     if (!sourceSide || !targetSide) return undefined;

@@ -258,8 +258,13 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
   );
   // Keys of new rows that are not on the target after their batch (skipped, or a dry run's).
   const absent = new Set<string>();
-  const keys: ReadRequest = { ...request, keysOnly: true };
   const keySetsFit = Math.max(before, census.rows) <= KEY_SET_MAX_ROWS;
+  const keys: ReadRequest = {
+    ...request,
+    keysOnly: true,
+    // Integer keys that fit in 64 bits go in key sets themselves: cheaper to read than hashes.
+    packedKey: keySetsFit ? await context.source.packedKey(entity, request) : undefined,
+  };
   // Not for a soft delete: rows it marked make every run look like one with rows gone.
   const keySetsAhead = keySetsFit && entity.onMissing === 'delete';
   const keysPerSide = Math.max(before + census.changed, census.rows);

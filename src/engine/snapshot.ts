@@ -87,6 +87,14 @@ export class RunSource implements SourceSnapshot {
     );
   }
 
+  packedKey(entity: AnyEntity, request: ReadRequest): Promise<readonly number[] | undefined> {
+    const snapshot = this.current;
+    if (!snapshot.packedKey) return Promise.resolve(undefined);
+    return this.watched(() =>
+      (snapshot.packedKey as NonNullable<typeof snapshot.packedKey>)(entity, request),
+    );
+  }
+
   bulkText(entity: AnyEntity, request: ReadRequest): AsyncIterable<Uint8Array> | undefined {
     const snapshot = this.current;
     if (!snapshot.bulkText) return undefined;

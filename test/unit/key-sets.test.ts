@@ -134,7 +134,7 @@ describe('summariseKeys', () => {
         ({ source, target }, planned, summarised, grouped) => {
           const side = (hashes: bigint[], which: 'source' | 'target') =>
             summarised === which || summarised === 'both'
-              ? summariseKeys(pack(hashes), planned, grouped)
+              ? summariseKeys(pack(hashes), { keys: planned, grouped })
               : pack(hashes);
           expect(compareKeySets(side(source, 'source'), side(target, 'target'))).toEqual(
             naive(source, target),
@@ -164,15 +164,66 @@ describe('summariseKeys', () => {
         source.subarray(8 * 1_000 + at, 8 * 1_000 + Math.min(8 * 2_500, at + 65_536)),
       );
     const plain = compareKeySets(summariseKeys(source), summariseKeys(target));
-    const grouped = compareKeySets(summariseKeys(source), summariseKeys(target, undefined, true));
+    const grouped = compareKeySets(summariseKeys(source), summariseKeys(target, { grouped: true }));
     expect(plain.targetOnly).toEqual(Array.from({ length: 2_500 }, (_, i) => 1_000 + i));
     expect(plain.sourceOnly).toBe(2_500);
     expect(grouped).toEqual(plain);
   });
 
+  it('compares packed keys exactly, whichever side is grouped', () => {
+    fc.assert(
+      fc.property(
+        sides,
+        fc.nat({ max: 5000 }),
+        fc.boolean(),
+        ({ source, target }, planned, grouped) => {
+          const side = (keys: bigint[], group: boolean) =>
+            summariseKeys(pack(keys), { keys: planned, grouped: group, packed: true });
+          expect(compareKeySets(side(source, false), side(target, grouped))).toEqual(
+            naive(source, target),
+          );
+        },
+      ),
+      { numRuns: 1500 },
+    );
+  });
+
+  it('spreads consecutive packed keys one to one and evenly over the buckets', () => {
+    // A million keys of two 32-bit columns, as (site, register) pairs are numbered.
+    const keys: bigint[] = [];
+    for (let site = 1n; site <= 1_000n; site++)
+      for (let register = 0n; register < 1_000n; register++) keys.push((site << 32n) | register);
+    const packed = summariseKeys(pack(keys), { packed: true });
+    const distinct = new Set<number>();
+    let collisions = 0;
+    // Distinct first words for nearly all, and no two keys with both words alike.
+    const seen = new Map<number, number[]>();
+    for (let i = 0; i < keys.length; i++) {
+      const first = packed.words[2 * i] as number;
+      const second = packed.words[2 * i + 1] as number;
+      const others = seen.get(first);
+      if (others?.includes(second)) collisions += 1;
+      if (others) others.push(second);
+      else seen.set(first, [second]);
+      distinct.add(first);
+    }
+    expect(collisions).toBe(0);
+    expect(distinct.size).toBeGreaterThan(keys.length * 0.99);
+    const counts = Array.from(
+      { length: 1 << packed.bits },
+      (_, b) => packed.summary[3 * b] as number,
+    );
+    // About 15 a bucket: spread as random hashes are, none crowded.
+    expect(Math.max(...counts)).toBeLessThan(50);
+    expect(counts.filter((count) => count === 0).length).toBeLessThan(counts.length / 1000);
+  });
+
   it('refuses two sides summarised for different sizes', () => {
     expect(() =>
-      compareKeySets(summariseKeys(pack([1n]), 10), summariseKeys(pack([1n]), 10_000)),
+      compareKeySets(
+        summariseKeys(pack([1n]), { keys: 10 }),
+        summariseKeys(pack([1n]), { keys: 10_000 }),
+      ),
     ).toThrow(/one size/);
   });
 });

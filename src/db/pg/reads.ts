@@ -14,6 +14,7 @@ import type {
   TextValue,
 } from '../types.js';
 import { columnOf, combinedHash, type SqlType, type TypeClass, typeClass } from './column-types.js';
+import { packedKeySql, widerThan } from './packed-key.js';
 import { tenantParameter } from './params.js';
 import { quoteIdent, quoteTable, type Statement } from './sql.js';
 
@@ -707,16 +708,33 @@ export function danglingRowsStatement(
 }
 
 /**
- * Every key hash in scope (rows with a complete key) as one byte string, 8 bytes a row, and
- * with `places` the rows' `ctid`s as another, 6 bytes a row in the same order (two aggregates
- * of one scan see its rows in one order). One row of two values, for `COPY … (FORMAT binary)`,
- * which takes no parameters: the shape must carry none (the tenant read from a setting instead).
+ * Every key in scope (rows with a complete key) as one byte string, 8 bytes a row: its hash, or
+ * with `packed` the key itself (`packedKeySql`, `bits` a key column; `sourceTypes` where the
+ * shape reads the source, whose types gave the bits, so its values fit them). With `places` also
+ * the rows' `ctid`s as another, 6 bytes a row in the same order (two aggregates of one scan see
+ * its rows in one order), so that the keys behind hashes can be read again. One row, for
+ * `COPY … (FORMAT binary)`, which takes no parameters: the shape must carry none (the tenant read
+ * from a setting instead).
  */
-export function keySetStatement(shape: ReadShape, places: boolean): Statement {
+export function keySetStatement(
+  shape: ReadShape,
+  places: boolean,
+  packed?: { readonly bits: readonly number[]; readonly sourceTypes: boolean },
+): Statement {
   if (shape.params.length > 0)
     throw new Error('a key set is read by COPY, which takes no parameters');
+  const key = packed
+    ? packedKeySql(
+        shape.key.map((column, i) =>
+          packed.sourceTypes
+            ? { value: column.plain, fits: true }
+            : { value: column.value, fits: !widerThan(column.typeName, packed.bits[i] as number) },
+        ),
+        packed.bits,
+      )
+    : keyHash(shape);
   const outputs = [
-    `string_agg(int8send(${keyHash(shape)}), ''::bytea)`,
+    `string_agg(int8send(${key}), ''::bytea)`,
     ...(places ? [`string_agg(tidsend(${quoteIdent(TARGET)}.ctid), ''::bytea)`] : []),
   ];
   return {

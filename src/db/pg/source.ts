@@ -19,6 +19,7 @@ import { copyOutByteas, copyOutBytes, copyOutRows, supportsCopy } from './copy.j
 import { cursorRows, FETCH_ROWS } from './cursor.js';
 import { emulatedRows, emulatedText, orderedKeyHashes } from './emulated.js';
 import { databaseError, sourceError } from './errors.js';
+import { packedKeyBits } from './packed-key.js';
 import { tenantParameter } from './params.js';
 import { onConnectionLost, type PgClient, type PgPool, rowValues } from './pool.js';
 import {
@@ -348,10 +349,24 @@ async function openSourceSnapshot(
       if (!real || !copyable(entity, request)) return undefined;
       return attempt(entity, 'reading source keys', async () => {
         const shape = await copyShapeOf(entity, request);
-        const copy = `COPY (${keySetStatement(shape, false).text}) TO STDOUT (FORMAT binary)`;
+        const { packedKey } = request;
+        const statement = keySetStatement(
+          shape,
+          false,
+          packedKey && { bits: packedKey, sourceTypes: true },
+        );
+        const copy = `COPY (${statement.text}) TO STDOUT (FORMAT binary)`;
         const [hashes = new Uint8Array()] = await copyOutByteas(client, copy);
         return { hashes };
       });
+    },
+
+    async packedKey(entity, request) {
+      if (!real || !copyable(entity, request)) return undefined;
+      const { types } = await attempt(entity, 'describing the source', () =>
+        describedOnce(entity, request),
+      );
+      return packedKeyBits(entity.key, types, request.columns);
     },
 
     fingerprints(entity, request) {

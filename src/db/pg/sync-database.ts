@@ -33,6 +33,7 @@ import { copyInBytes, copyInRows, copyOutByteas, supportsCopy } from './copy.js'
 import { cursorRows, FETCH_ROWS } from './cursor.js';
 import { emulatedRows, emulatedText, orderedKeyHashes, sameEmulatedText } from './emulated.js';
 import { databaseError } from './errors.js';
+import { unpackKey } from './packed-key.js';
 import { tenantParameter } from './params.js';
 import { hasSpareConnection, onConnectionLost, type PgClient, type PgPool } from './pool.js';
 import {
@@ -317,6 +318,9 @@ const asError = (value: unknown) => (value instanceof Error ? value : new Error(
 let stagesMade = 0;
 
 const BULK_SAVEPOINT = 'meter_sync_bulk';
+const KEYS_SAVEPOINT = 'meter_sync_keys';
+/** numeric_value_out_of_range: a cast to a narrower integer type met a value too wide. */
+const OUT_OF_RANGE = '22003';
 const WATERMARK_SAVEPOINT = 'meter_sync_watermark';
 /** How often a run waiting for the sync lock looks at the lock row between the holder's entities. */
 const WAIT_POLL_MS = 200;
@@ -917,6 +921,10 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       // write meanwhile: that connection sees none of its writes.
       const apart = hasSpareConnection(connection.pool) && !withoutSpare.has(connection.pool);
       const action = 'reading target keys';
+      const packed = request.packedKey;
+      const tooWide = (error: unknown) =>
+        packed !== undefined &&
+        sqlState(error instanceof TransactionAborted ? error.error : error) === OUT_OF_RANGE;
       const read = async (reader: PgClient): Promise<[Uint8Array, Uint8Array] | undefined> => {
         if (!supportsCopy(reader)) return undefined;
         // COPY takes no parameters: the tenant comes from a setting, cast to each table's type.
@@ -932,12 +940,27 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
         const shape = targetShape(entity, request.columns, request.scope, (scopedEntity) =>
           tenantFromSetting(types.get(scopedEntity) ?? 'text'),
         );
-        const copy = `COPY (${keySetStatement(shape, true).text}) TO STDOUT (FORMAT binary)`;
-        const [hashes = new Uint8Array(), places = new Uint8Array()] = await copyOutByteas(
-          reader,
-          copy,
+        const statement = keySetStatement(
+          shape,
+          packed === undefined,
+          packed && { bits: packed, sourceTypes: false },
         );
-        return [hashes, places];
+        const copy = `COPY (${statement.text}) TO STDOUT (FORMAT binary)`;
+        // A value too wide for its bits fails the read: in the transaction, only back to here.
+        const guarded = packed !== undefined && reader === client;
+        if (guarded) await reader.query({ text: savepoint(KEYS_SAVEPOINT) });
+        try {
+          const [hashes = new Uint8Array(), places = new Uint8Array()] = await copyOutByteas(
+            reader,
+            copy,
+          );
+          if (guarded) await reader.query({ text: releaseSavepoint(KEYS_SAVEPOINT) });
+          return [hashes, places];
+        } catch (error) {
+          if (guarded && tooWide(error))
+            await reader.query({ text: rollbackToSavepoint(KEYS_SAVEPOINT) });
+          throw error;
+        }
       };
       const readApart = async () => {
         const spare = await secondTransaction(connection.pool);
@@ -971,6 +994,8 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
           if (!wholly) return undefined;
           [hashes, places] = wholly;
         } catch (error) {
+          // A key the source cannot hold: the engine compares keys another way.
+          if (tooWide(error)) return undefined;
           // A spare connection that failed is the pool's to replace, not the transaction's.
           if (!apart) brokenBy(error);
           throw databaseError(error, entity.name, action);
@@ -980,6 +1005,8 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
           hashes,
           async keysAt(positions) {
             if (positions.length === 0) return [];
+            // Packed, the keys are there to read.
+            if (packed) return positions.map((position) => unpackKey(hashes, position, packed));
             // Each row's ctid (block, then line: tidsend's 6 bytes) and the key hash read there.
             const expected = new Map<string, string>();
             const hashView = new DataView(hashes.buffer, hashes.byteOffset, hashes.byteLength);
