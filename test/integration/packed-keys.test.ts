@@ -154,6 +154,69 @@ describe('packed integer keys (PostgreSQL)', () => {
     }
   });
 
+  it('sets the tenant for COPY reads once a snapshot, and again after a read that failed', async () => {
+    const source = await createDatabase('tenant_setting');
+    await source.pool.query(tableSql('counted', ['integer', 'integer']));
+    await source.pool.query(
+      insertSql('counted', [
+        [1n, 1n],
+        [2n, 2n],
+      ]),
+    );
+    await source.pool.query(insertSql('counted', [[3n, 3n]], 2));
+    const entity = entityOf('counted', 2);
+    // Its table lacks a column the entity names: every read of it fails.
+    const broken = defineEntity({
+      name: 'broken',
+      table: 'counted',
+      columns: z.object({
+        k0: col.bigint(),
+        k1: col.bigint(),
+        tenant_id: col.int(),
+        gone: col.int(),
+      }),
+      key: ['k0', 'k1'],
+      tenantColumn: 'tenant_id',
+    });
+    const description = (await createPgSyncDatabase(source.pool).describe(
+      entity,
+    )) as TableDescription;
+    const request: ReadRequest = {
+      scope: { tenantId: 1 },
+      hash: 'sql',
+      columns: description,
+      keysOnly: true,
+    };
+    const recorded = recordingPool(source.pool);
+    const snapshot = await createPgSource(recorded.pool).open({ tables: [{ name: 'counted' }] });
+    const keys = async () => {
+      const set = await snapshot.keySet?.(entity, { ...request, packedKey: [32, 32] });
+      return (set?.hashes.length ?? 0) / 8;
+    };
+    const settings = () =>
+      recorded.statements.filter((s) => s.startsWith('SELECT set_config($1, $2, true)')).length;
+    try {
+      const before = settings();
+      expect(await keys()).toBe(2);
+      expect(await keys()).toBe(2);
+      expect(settings() - before).toBe(1);
+      await expect(
+        snapshot.fingerprints(broken, {
+          ...request,
+          columns: new Map([
+            ...description,
+            ['gone', { name: 'gone', type: 'integer', kind: 'scalar', typeName: 'int4' }],
+          ]),
+        }),
+      ).rejects.toThrow();
+      // The rollback may have undone the setting: it is set again.
+      expect(await keys()).toBe(2);
+      expect(settings() - before).toBe(2);
+    } finally {
+      await snapshot.close();
+    }
+  });
+
   it('gives no key set where a target key is wider than the source can hold, in the transaction and apart', async () => {
     const { url } = await createDatabase('packed_wide');
     const setup = openPool(url, 1);

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { copyOutByteas } from '../../src/db/pg/copy.js';
-import { createPgSyncDatabase, defineEntity } from '../../src/index.js';
+import { createPgSyncDatabase, defineEntity, LockedError } from '../../src/index.js';
 import { createDatabase, openPool } from '../support/postgres.js';
 import { onPool, READING_DDL, reading, syncDatabaseSuite } from '../support/sync-database-suite.js';
 
@@ -122,6 +122,32 @@ describe('SyncDatabase on PostgreSQL', () => {
     } finally {
       client.release();
     }
+  });
+
+  it('renews the sync lock before an entity unless it took it a moment ago, and stops once it was taken over', async () => {
+    const { url, pool } = await createDatabase('syncdb_lease');
+    const leaseMs = 2_000;
+    const db = createPgSyncDatabase(openPool(url, 2), { lockLeaseMs: leaseMs });
+    const expiry = async () =>
+      (await pool.query('SELECT expires_at FROM meter_sync_lock')).rows[0]?.expires_at as Date;
+    const takeOver = () => pool.query("UPDATE meter_sync_lock SET holder = 'another run'");
+    const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    await db.session(async (session) => {
+      expect(await session.lock(false)).toBe(true);
+      const taken = await expiry();
+      // Right after the lock, the lease needs no renewal: the entity's transaction begins.
+      await session.transaction(async () => undefined);
+      expect(await expiry()).toEqual(taken);
+      // A tenth of the lease later, it is renewed first.
+      await pause(leaseMs / 10 + 50);
+      await session.transaction(async () => undefined);
+      expect((await expiry()).getTime()).toBeGreaterThan(taken.getTime());
+      // A renewal finds the lock taken over and stops the run; none was due a moment before.
+      await takeOver();
+      await session.transaction(async () => undefined);
+      await pause(leaseMs / 10 + 50);
+      await expect(session.transaction(async () => undefined)).rejects.toBeInstanceOf(LockedError);
+    });
   });
 
   it('rolls back a transaction that throws', async () => {

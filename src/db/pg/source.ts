@@ -144,10 +144,19 @@ async function openSourceSnapshot(
     }
   };
 
+  /**
+   * The tenant the transaction-local setting holds for COPY reads (`copyShapeOf`), set by a read
+   * that ended well; forgotten at any rollback, which may have undone it.
+   */
+  let tenantSetting: string | undefined;
+  const rollBackRead = () => {
+    tenantSetting = undefined;
+    return guarded(rollbackToSavepoint(READ_SAVEPOINT)).catch(() => undefined);
+  };
+
   /** A failed read rolls back to the savepoint, so the snapshot serves the next entity. */
   const failed = async (entity: AnyEntity, action: string, error: unknown) => {
-    if (capabilities.transactional && connectionError === undefined)
-      await guarded(rollbackToSavepoint(READ_SAVEPOINT)).catch(() => undefined);
+    if (capabilities.transactional && connectionError === undefined) await rollBackRead();
     if (connectionError !== undefined) lostWhile ??= entity.name;
     return sourceError(error, entity, action);
   };
@@ -174,8 +183,10 @@ async function openSourceSnapshot(
     string,
     Promise<{ types: Map<string, string>; castable: Set<string>; notNull: Set<string> }>
   >();
+  const describedKey = (entity: AnyEntity, request: ReadRequest) =>
+    `${entity.name}\u0000${JSON.stringify([...request.columns.values()].map((c) => c.type))}`;
   const describedOnce = (entity: AnyEntity, request: ReadRequest) => {
-    const cacheKey = `${entity.name}\u0000${JSON.stringify([...request.columns.values()].map((c) => c.type))}`;
+    const cacheKey = describedKey(entity, request);
     let found = described.get(cacheKey);
     if (!found) {
       found = describeSource(entity, request);
@@ -183,6 +194,10 @@ async function openSourceSnapshot(
     }
     return found;
   };
+  /** `describedOnce` outside a read: in a savepoint of its own unless read already. */
+  const describedAlone = (entity: AnyEntity, request: ReadRequest) =>
+    described.get(describedKey(entity, request)) ??
+    attempt(entity, 'describing the source', () => describedOnce(entity, request));
   const shapeOf = async (entity: AnyEntity, request: ReadRequest): Promise<ReadShape> => {
     const { types, castable, notNull } = await describedOnce(entity, request);
     const since = request.changedSince;
@@ -207,8 +222,11 @@ async function openSourceSnapshot(
       tenantTypes.set(entity, types.get(entity.tenantColumn) || 'text');
     for (const { parent } of request.scope.parents ?? [])
       tenantTypes.set(parent, await tenantTypeOf(parent, request.scope));
-    if (tenantTypes.size > 0)
-      await client.query(setLocal(TENANT_SETTING, String(tenantParameter(request.scope.tenantId))));
+    const tenant = String(tenantParameter(request.scope.tenantId));
+    if (tenantTypes.size > 0 && tenant !== tenantSetting) {
+      await client.query(setLocal(TENANT_SETTING, tenant));
+      tenantSetting = tenant;
+    }
     return sourceShape(entity, request.columns, request.scope, types, castable, {
       tenantExpression: (scoped) => tenantFromSetting(tenantTypes.get(scoped) ?? 'text'),
       notNull,
@@ -363,9 +381,7 @@ async function openSourceSnapshot(
 
     async packedKey(entity, request) {
       if (!real || !copyable(entity, request)) return undefined;
-      const { types } = await attempt(entity, 'describing the source', () =>
-        describedOnce(entity, request),
-      );
+      const { types } = await describedAlone(entity, request);
       return packedKeyBits(entity.key, types, request.columns);
     },
 
@@ -437,7 +453,7 @@ async function openSourceSnapshot(
       } finally {
         // The consumer stopped early: the savepoint goes with whatever the cursor left.
         if (!done && capabilities.transactional && connectionError === undefined)
-          await guarded(rollbackToSavepoint(READ_SAVEPOINT)).catch(() => undefined);
+          await rollBackRead();
       }
     },
 

@@ -176,7 +176,8 @@ export interface PgSyncDatabaseOptions {
    * How long the sync lock outlives a holder that stopped renewing it, in ms: the longest a
    * run that died behind a transaction-pooling PgBouncer keeps others out (on a direct
    * connection, the lock is free as soon as the server ends the dead run's session). A running
-   * sync renews it every quarter of this time and before each entity. Default 60000.
+   * sync renews it every quarter of this time and before each entity (unless it took or
+   * renewed it within a tenth of this time). Default 60000.
    */
   readonly lockLeaseMs?: number | undefined;
 }
@@ -187,6 +188,8 @@ type HeldLock =
       readonly kind: 'row';
       readonly holder: string;
       readonly heartbeat: ReturnType<typeof setInterval>;
+      /** When the lease was last taken or renewed on the session's connection (`Date.now()`). */
+      renewedAt: number;
     }
   | { readonly kind: 'session' };
 
@@ -646,7 +649,12 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       const caps = await capabilities();
       await reconnectIfBroken(options.entity);
       const held = connection.session?.lock;
-      if (held?.kind === 'row') await renewRowLock(held.holder);
+      // A lease taken or renewed a moment ago cannot have been taken over: the first entity's
+      // transaction follows the lock at once.
+      if (held?.kind === 'row' && Date.now() - held.renewedAt >= connection.lockLeaseMs / 10) {
+        await renewRowLock(held.holder);
+        held.renewedAt = Date.now();
+      }
       const timeouts = timeoutSettings(options);
       return run(async (client) => {
         await client.query({ text: BEGIN });
@@ -746,7 +754,7 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
             Math.max(1, Math.floor(connection.lockLeaseMs / 4)),
           );
           heartbeat.unref?.();
-          state.lock = { kind: 'row', holder, heartbeat };
+          state.lock = { kind: 'row', holder, heartbeat, renewedAt: Date.now() };
           return true;
         }
         if (!wait) {

@@ -11,9 +11,9 @@
  *   session (`backend_pid`, `backend_start`) that no longer exists. The last one releases the
  *   lock of a process that died on a direct connection as soon as the server ends its session;
  *   through a pooler, the server session outlives its clients, and the lease's expiry does it.
- * - renewed by its holder before each entity's transaction and on a heartbeat; a renewal that
- *   finds the row taken over (the holder stalled past its lease) fails the run with
- *   `LockedError`.
+ * - renewed by its holder before each entity's transaction (but where it was taken or renewed
+ *   within a tenth of its lease) and on a heartbeat; a renewal that finds the row taken over
+ *   (the holder stalled past its lease) fails the run with `LockedError`.
  * - deleted at the end of the run.
  *
  * Each entity's transaction also takes `pg_advisory_xact_lock` on the same key as the old
