@@ -140,7 +140,7 @@ const SLOTS = 2 * CROWDED;
 
 /**
  * Compares each flagged bucket's hashes through a small table of its source hashes, open
- * addressed by their second word: a bucket holds some 16 a side, so a few steps a hash, where
+ * addressed by their second word: a bucket holds some 8 a side, so a few steps a hash, where
  * sorting both sides would take many. Crowded buckets go to `compareCrowded`.
  */
 function compareFlagged(
@@ -231,8 +231,11 @@ function compareCrowded(
   for (const [text, times] of onTarget) if (times > 1 && onSource.has(text)) tally.ambiguous = true;
 }
 
-/** Bits of bucket number for buckets of about 16 hashes, `keys` a side. */
-const bitsFor = (keys: number) => Math.min(16, Math.max(1, Math.ceil(Math.log2(keys / 16 + 1))));
+/**
+ * Bits of bucket number for buckets of about 8 hashes, `keys` a side: smaller buckets take a
+ * larger summary (12 bytes a bucket) and less work in each bucket that differs.
+ */
+const bitsFor = (keys: number) => Math.min(17, Math.max(1, Math.ceil(Math.log2(keys / 8 + 1))));
 
 const keyCount = (side: Uint8Array | SummarisedKeys) =>
   side instanceof Uint8Array ? side.length / HASH_BYTES : side.words.length / 2;
@@ -251,7 +254,7 @@ function checkLength(hashes: Uint8Array) {
 }
 
 /**
- * Summarises key hashes (`8 × n` bytes) in buckets of about 16 for `keys` keys a side (by
+ * Summarises key hashes (`8 × n` bytes) in buckets of about 8 for `keys` keys a side (by
  * default as many as given): the part of a comparison one side allows alone, so it can be done
  * while the other side's keys are still on their way. `grouped` also puts the hashes in bucket
  * order, one more pass now that spares the comparison its pass over this side. `packed` takes
@@ -298,7 +301,7 @@ export function compareKeySets(
   source: Uint8Array | SummarisedKeys,
   target: Uint8Array | SummarisedKeys,
 ): KeySetDifference {
-  // Buckets of about 16 hashes: a few differences among a million keys are found in two
+  // Buckets of about 8 hashes: a few differences among a million keys are found in two
   // passes over each side, summarising all buckets and gathering those that differ.
   const keys = Math.max(keyCount(source), keyCount(target));
   const sourceSide = source instanceof Uint8Array ? undefined : source;

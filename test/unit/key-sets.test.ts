@@ -213,9 +213,9 @@ describe('summariseKeys', () => {
       { length: 1 << packed.bits },
       (_, b) => packed.summary[3 * b] as number,
     );
-    // About 15 a bucket: spread as random hashes are, none crowded.
-    expect(Math.max(...counts)).toBeLessThan(50);
-    expect(counts.filter((count) => count === 0).length).toBeLessThan(counts.length / 1000);
+    // About 8 a bucket: spread as random hashes are (as many empty as chance leaves), none crowded.
+    expect(counts.reduce((most, count) => Math.max(most, count), 0)).toBeLessThan(40);
+    expect(counts.filter((count) => count === 0).length).toBeLessThan(counts.length / 500);
   });
 
   it('refuses two sides summarised for different sizes', () => {
