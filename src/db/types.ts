@@ -422,6 +422,11 @@ export interface SourceSnapshot {
    */
   keySet?(entity: AnyEntity, request: ReadRequest): Promise<KeySet | undefined>;
   /**
+   * Reads ahead what the entity's reads need to know of the source (its columns' types), so
+   * that it overlaps other work; each read does it itself otherwise.
+   */
+  prepare?(entity: AnyEntity, request: ReadRequest): Promise<void>;
+  /**
    * How key sets can carry the entity's keys themselves (`ReadRequest.packedKey`): the bits each
    * key column takes by the source's types, where every one is an integer on both sides and
    * they take 64 bits at most together; `undefined` where keys are hashed.
@@ -450,6 +455,11 @@ export interface SourceDatabase {
      * concurrent TRUNCATE (which no snapshot sees) cannot make them read empty.
      */
     readonly tables?: readonly TableName[] | undefined;
+    /**
+     * Settles once the snapshot may be taken (the run holds the sync lock): the connection is
+     * made meanwhile. Where it rejects, the connection goes back and `open` rejects with its error.
+     */
+    readonly notBefore?: Promise<unknown> | undefined;
   }): Promise<SourceSnapshot>;
   /** As `SyncDatabase.isTransient`, for the errors of this source. */
   isTransient?(error: unknown): boolean;

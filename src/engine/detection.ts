@@ -15,6 +15,7 @@ import type {
 } from '../db/types.js';
 import type { AnyEntity } from '../entity/types.js';
 import type { RunContext } from './context.js';
+import { allSettledOrFirstError } from './settle.js';
 
 /** Which detection an entity's sync used, and why. */
 export interface DetectionReport {
@@ -48,12 +49,35 @@ export const DEFAULT_VERIFY_EVERY_MS = 24 * 60 * 60 * 1000;
 /** The watermark's scope: the run's tenant as text, '' for none. */
 export const watermarkScope = (context: RunContext): string => context.tenantText ?? '';
 
-/** Chooses the detection for one entity, reading its stored watermark. */
+/**
+ * The identities of the source tables an entity is read from (its own, then those of the
+ * tenant's parents it is read through; `undefined` for one that is not a table), one after
+ * another on the source's connection. Read before the entity's target transaction begins, so
+ * that both sides work at once.
+ */
+export async function sourceIdentities(
+  context: RunContext,
+  entity: AnyEntity,
+): Promise<(string | undefined)[]> {
+  const changes = context.source.changes;
+  if ('unavailable' in changes) return [];
+  const parents = (context.scopeOf(entity).parents ?? []).map(({ parent }) => parent);
+  const identities: (string | undefined)[] = [];
+  for (const table of [entity, ...parents]) identities.push(await changes.tableIdentity(table));
+  return identities;
+}
+
+/**
+ * Chooses the detection for one entity, from the identities of its source tables
+ * (`sourceIdentities`) and its stored watermark. The source meanwhile reads what the entity's
+ * reads need to know of its columns.
+ */
 export async function chooseDetection(
   context: RunContext,
   db: SyncDatabase,
   entity: AnyEntity,
   request: ReadRequest,
+  identities: Promise<readonly (string | undefined)[]>,
 ): Promise<Detection> {
   const settings = context.settings.detection;
   const full = (reason: string, next?: Detection['next'], stored?: Watermark): Detection => ({
@@ -66,7 +90,18 @@ export async function chooseDetection(
   if ('unavailable' in changes)
     return full(`the source cannot tell changed rows: ${changes.unavailable}`);
   if (request.hash !== 'sql') return full('the databases cannot hash rows alike');
-  const identity = await changes.tableIdentity(entity);
+  // Each side's questions one after another on its connection, both sides at once.
+  const [[identity, ...parentIdentities], [stored, target]] = await allSettledOrFirstError([
+    (async () => {
+      const read = await identities;
+      await context.source.prepare(entity, request);
+      return read;
+    })(),
+    (async () => {
+      const watermarks = await db.watermarks(entity, watermarkScope(context));
+      return [watermarks, await db.tableIdentity(entity)] as const;
+    })(),
+  ]);
   if (identity === undefined)
     return full(
       entity.source.kind === 'query'
@@ -74,18 +109,13 @@ export async function chooseDetection(
         : 'the source relation is not a table (a view or a foreign table)',
     );
   // Read through its tenant's parents, a row's standing also changes with theirs.
-  const parentIdentities: string[] = [];
-  for (const { parent } of request.scope.parents ?? []) {
-    const parentIdentity = await changes.tableIdentity(parent);
-    if (parentIdentity === undefined)
-      return full(
-        `read through the tenant's ${parent.name} rows, which carry no row versions (a query, a view or a foreign table)`,
-      );
-    parentIdentities.push(parentIdentity);
-  }
-  const stored = await db.watermarks(entity, watermarkScope(context));
+  const parents = (request.scope.parents ?? []).map(({ parent }) => parent);
+  const untracked = parents.find((_, i) => parentIdentities[i] === undefined);
+  if (untracked)
+    return full(
+      `read through the tenant's ${untracked.name} rows, which carry no row versions (a query, a view or a foreign table)`,
+    );
   if ('unavailable' in stored) return full(stored.unavailable);
-  const target = await db.tableIdentity(entity);
   const next = {
     tracking: changes,
     fingerprint: fingerprintOf(

@@ -84,11 +84,15 @@ export interface EntityRun {
 
 type RowParser = ReturnType<typeof rowParser>;
 
-/** Runs the pipeline for one entity inside its target transaction `db`. */
+/**
+ * Runs the pipeline for one entity inside its target transaction `db`, with the identities of
+ * its source tables being read (`sourceIdentities`).
+ */
 export async function syncEntityRows(
   context: RunContext,
   db: SyncDatabase,
   entity: AnyEntity,
+  identities: Promise<readonly (string | undefined)[]>,
 ): Promise<Outcome> {
   const description = await checkTargetTable(db, entity);
   const features = await db.features();
@@ -116,8 +120,10 @@ export async function syncEntityRows(
     progress: (phase, rows) =>
       context.emit({ type: 'entity-progress', entity: entity.name, phase, rows }),
   };
+  // The source's connection runs one statement at a time: its tables' identities come first.
+  await identities.catch(() => undefined);
   await judgeTakenRowsAsNew(run);
-  const detection = await chooseDetection(context, db, entity, request);
+  const detection = await chooseDetection(context, db, entity, request, identities);
   run.outcome.detection = { mode: detection.mode, reason: detection.reason };
   const changedRows = detection.since === undefined ? 0 : await syncChanged(run, detection.since);
   if (detection.since === undefined) await syncAll(run);

@@ -35,33 +35,46 @@ async function runLocked<E extends AnyEntity>(
   // A dry run writes nothing, so it need not wait for (or fail on) a running sync.
   const lock = input.lock ?? !dryRun;
   const locking = lock !== false;
-  if (locking && !(await target.lock(lock === 'wait', { logger }))) {
-    throw new LockedError(
-      'another sync holds the sync lock on the target database; try again when it has finished',
-    );
+  const isTransient = (error: unknown) =>
+    input.source.isTransient?.(error) === true || target.isTransient?.(error) === true;
+  const held = (locking ? target.lock(lock === 'wait', { logger }) : Promise.resolve(true)).then(
+    (taken) => {
+      if (!taken)
+        throw new LockedError(
+          'another sync holds the sync lock on the target database; try again when it has finished',
+        );
+    },
+  );
+  // The source's connection is made while the lock is taken; its snapshot once it is held.
+  const opening = withRetries(
+    settings.retry,
+    isTransient,
+    () =>
+      RunSource.open(input.source, {
+        statementTimeoutMs: settings.statementTimeoutMs,
+        tables: selected.flatMap((entity) =>
+          entity.source.kind === 'table' ? [entity.source.table] : [],
+        ),
+        notBefore: held,
+      }),
+    {
+      onRetry: ({ attempt, error, delayMs }) =>
+        logger.warn(
+          { attempt, attempts: settings.retry.attempts, delayMs, err: error },
+          `opening the source snapshot failed with a transient error; trying again in ${delayMs} ms`,
+        ),
+    },
+  );
+  try {
+    await held;
+  } catch (error) {
+    // Not locked: a source connection made meanwhile goes back.
+    opening.then(({ value: source }) => source.close()).catch(() => undefined);
+    throw error;
   }
   try {
     const startedAt = new Date();
-    const isTransient = (error: unknown) =>
-      input.source.isTransient?.(error) === true || target.isTransient?.(error) === true;
-    const { value: source } = await withRetries(
-      settings.retry,
-      isTransient,
-      () =>
-        RunSource.open(input.source, {
-          statementTimeoutMs: settings.statementTimeoutMs,
-          tables: selected.flatMap((entity) =>
-            entity.source.kind === 'table' ? [entity.source.table] : [],
-          ),
-        }),
-      {
-        onRetry: ({ attempt, error, delayMs }) =>
-          logger.warn(
-            { attempt, attempts: settings.retry.attempts, delayMs, err: error },
-            `opening the source snapshot failed with a transient error; trying again in ${delayMs} ms`,
-          ),
-      },
-    );
+    const { value: source } = await opening;
     logger.debug?.(
       {
         sourceFeatures: source.features,

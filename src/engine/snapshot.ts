@@ -87,6 +87,14 @@ export class RunSource implements SourceSnapshot {
     );
   }
 
+  prepare(entity: AnyEntity, request: ReadRequest): Promise<void> {
+    const snapshot = this.current;
+    if (!snapshot.prepare) return Promise.resolve();
+    return this.watched(() =>
+      (snapshot.prepare as NonNullable<typeof snapshot.prepare>)(entity, request),
+    );
+  }
+
   packedKey(entity: AnyEntity, request: ReadRequest): Promise<readonly number[] | undefined> {
     const snapshot = this.current;
     if (!snapshot.packedKey) return Promise.resolve(undefined);

@@ -1,10 +1,12 @@
 import type { AnyEntity } from '../entity/types.js';
 import { MeterSyncError, messageOf } from '../errors.js';
 import type { RunContext } from './context.js';
+import { sourceIdentities } from './detection.js';
 import { type Outcome, recordOutcome } from './outcome.js';
 import { syncEntityRows } from './pipeline.js';
 import type { FailedAttempt } from './result.js';
 import { withRetries } from './retry.js';
+import { settledLater } from './settle.js';
 
 /**
  * Syncs one entity in ONE target transaction through the pipeline. Any failure rolls the
@@ -25,14 +27,19 @@ export async function syncEntity(context: RunContext, entity: AnyEntity): Promis
       context.isTransient,
       async (attempt) => {
         const mark = context.projectionMark();
+        let identities: Promise<readonly (string | undefined)[]> | undefined;
         try {
           await renewSourceIfBroken(context, retry.attempts > 1);
-          return await context.target.transaction((db) => syncEntityRows(context, db, entity), {
-            entity: entity.name,
-            statementTimeoutMs,
-            lockTimeoutMs,
-          });
+          // The source's tables are looked up while the target's transaction begins.
+          const read = settledLater(sourceIdentities(context, entity));
+          identities = read;
+          return await context.target.transaction(
+            (db) => syncEntityRows(context, db, entity, read),
+            { entity: entity.name, statementTimeoutMs, lockTimeoutMs },
+          );
         } catch (error) {
+          // Nothing else goes to the source before that lookup is over.
+          await identities?.catch(() => undefined);
           context.rewindProjections(mark);
           const failure = asEntityError(entity, error);
           tally.failedAttempts.push(failedAttempt(attempt, failure, context));

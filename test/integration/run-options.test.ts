@@ -42,6 +42,40 @@ describe('run options on PostgreSQL', () => {
     }
   });
 
+  it("connects to the source while it takes the lock, takes the source's snapshot only once it holds it, and gives the connection back when refused", async () => {
+    const { remote, local } = await builtInPairOnPostgres([1]);
+    const order: string[] = [];
+    const source = recordingPool(remote.pool, async (text) => {
+      order.push(`source: ${text.split(' ')[0]}${text.startsWith('BEGIN') ? ' snapshot' : ''}`);
+    });
+    const target = recordingPool(local.pool, async (text) => {
+      // The lock takes a while: the source's connection is made meanwhile.
+      if (text.includes('pg_try_advisory_xact_lock'))
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      if (text === 'COMMIT' && order.at(-1) !== 'target: lock held')
+        order.push('target: lock held');
+    });
+    await performSync({ source: source.pool, target: target.pool as never, tenantId: 1 });
+    const held = order.indexOf('target: lock held');
+    expect(order.findIndex((step) => step.startsWith('source:'))).toBeLessThan(held);
+    expect(order.indexOf('source: BEGIN snapshot')).toBeGreaterThan(held);
+    // Refused: no snapshot, and the source's connection is back in its pool.
+    const holder = new pg.Client({ connectionString: local.url });
+    await holder.connect();
+    try {
+      await holder.query('SELECT pg_advisory_lock(1836284270, 0)');
+      const refused = recordingPool(remote.pool);
+      await expect(
+        performSync({ source: refused.pool, target: local.pool, tenantId: 1 }),
+      ).rejects.toThrow(LockedError);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(refused.statements.some((text) => text.startsWith('BEGIN'))).toBe(false);
+      expect(remote.pool.totalCount - remote.pool.idleCount).toBe(0);
+    } finally {
+      await holder.end();
+    }
+  });
+
   it('holds the lock for the run and lets go of it afterwards', async () => {
     const { remote, local } = await builtInPairOnPostgres([1]);
     const advisoryLocks = async () =>

@@ -85,12 +85,29 @@ async function openSourceSnapshot(
   let untracked = real
     ? 'the source is older than PostgreSQL 13'
     : 'the source engine has no transaction ids (an emulator)';
+  const giveUp = (error: unknown) => {
+    stopListening();
+    client.release(error instanceof Error ? error : true);
+    return databaseError(error, undefined, 'starting the source snapshot');
+  };
+  let tables: string[];
   try {
     // Which tables to lock, asked before the snapshot exists: any SELECT would take it.
-    const tables =
+    tables =
       real && options.tables?.length
         ? parseTextArray((await client.query(existingTables(options.tables))).rows[0]?.tables)
         : [];
+  } catch (error) {
+    throw giveUp(error);
+  }
+  try {
+    await options.notBefore;
+  } catch (error) {
+    stopListening();
+    client.release();
+    throw error;
+  }
+  try {
     await client.query({ text: BEGIN_SNAPSHOT });
     if (real) {
       // Utility statements only, until the snapshot is taken by the first SELECT after the locks.
@@ -114,9 +131,7 @@ async function openSourceSnapshot(
       }
     }
   } catch (error) {
-    stopListening();
-    client.release(error instanceof Error ? error : true);
-    throw databaseError(error, undefined, 'starting the source snapshot');
+    throw giveUp(error);
   }
 
   /** The entity whose read lost the connection, if one did. */
@@ -383,6 +398,10 @@ async function openSourceSnapshot(
       if (!real || !copyable(entity, request)) return undefined;
       const { types } = await describedAlone(entity, request);
       return packedKeyBits(entity.key, types, request.columns);
+    },
+
+    async prepare(entity, request) {
+      if (real) await describedAlone(entity, request);
     },
 
     fingerprints(entity, request) {
