@@ -1,8 +1,9 @@
 /**
  * How an incremental run tells which target rows the source no longer holds: for an entity that
  * soft deletes, whether any row it has not marked went (counts); where many went, which ones,
- * from both sides' keys read whole, 8 bytes a key, packed or hashed (`diff/key-sets.ts`). The pipeline deletes
- * or marks what these find, and compares keys by bucket where they cannot be sure.
+ * from both sides' keys read whole, 8 bytes a key, packed or hashed (`diff/key-sets.ts`). The
+ * pipeline deletes or marks what these find, and compares keys by bucket where they cannot be
+ * sure.
  */
 import type * as core from 'zod/v4/core';
 import type {

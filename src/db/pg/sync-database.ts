@@ -955,17 +955,17 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
         );
         const copy = `COPY (${statement.text}) TO STDOUT (FORMAT binary)`;
         // A value too wide for its bits fails the read: in the transaction, only back to here.
-        const guarded = packed !== undefined && reader === client;
-        if (guarded) await reader.query({ text: savepoint(KEYS_SAVEPOINT) });
+        const savepointed = packed !== undefined && reader === client;
+        if (savepointed) await reader.query({ text: savepoint(KEYS_SAVEPOINT) });
         try {
           const [hashes = new Uint8Array(), places = new Uint8Array()] = await copyOutByteas(
             reader,
             copy,
           );
-          if (guarded) await reader.query({ text: releaseSavepoint(KEYS_SAVEPOINT) });
+          if (savepointed) await reader.query({ text: releaseSavepoint(KEYS_SAVEPOINT) });
           return [hashes, places];
         } catch (error) {
-          if (guarded && tooWide(error))
+          if (savepointed && tooWide(error))
             await reader.query({ text: rollbackToSavepoint(KEYS_SAVEPOINT) });
           throw error;
         }
