@@ -4,6 +4,7 @@ import { LockedError } from '../errors.js';
 import { RunContext, type RunSettings } from './context.js';
 import { type EntityResult, resultToJSON, type SyncResult } from './result.js';
 import { withRetries } from './retry.js';
+import { settledLater } from './settle.js';
 import { RunSource } from './snapshot.js';
 import { syncEntity } from './sync-entity.js';
 
@@ -45,25 +46,28 @@ async function runLocked<E extends AnyEntity>(
         );
     },
   );
-  // The source's connection is made while the lock is taken; its snapshot once it is held.
-  const opening = withRetries(
-    settings.retry,
-    isTransient,
-    () =>
-      RunSource.open(input.source, {
-        statementTimeoutMs: settings.statementTimeoutMs,
-        tables: selected.flatMap((entity) =>
-          entity.source.kind === 'table' ? [entity.source.table] : [],
-        ),
-        notBefore: held,
-      }),
-    {
-      onRetry: ({ attempt, error, delayMs }) =>
-        logger.warn(
-          { attempt, attempts: settings.retry.attempts, delayMs, err: error },
-          `opening the source snapshot failed with a transient error; trying again in ${delayMs} ms`,
-        ),
-    },
+  // The source's connection is made while the lock is taken; its snapshot once it is held. A
+  // failure to open is awaited below, after the lock's outcome.
+  const opening = settledLater(
+    withRetries(
+      settings.retry,
+      isTransient,
+      () =>
+        RunSource.open(input.source, {
+          statementTimeoutMs: settings.statementTimeoutMs,
+          tables: selected.flatMap((entity) =>
+            entity.source.kind === 'table' ? [entity.source.table] : [],
+          ),
+          notBefore: held,
+        }),
+      {
+        onRetry: ({ attempt, error, delayMs }) =>
+          logger.warn(
+            { attempt, attempts: settings.retry.attempts, delayMs, err: error },
+            `opening the source snapshot failed with a transient error; trying again in ${delayMs} ms`,
+          ),
+      },
+    ),
   );
   try {
     await held;
