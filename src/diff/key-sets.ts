@@ -6,9 +6,9 @@
  *
  * Exact but for 64-bit coincidences, which the hashes themselves already risk: two keys with
  * one hash (never two packed keys), or a bucket of hashes whose count and checksums agree with
- * the other side's though its hashes differ. Where a coincidence shows (two target keys share a hash the source holds
- * too, so which one the source lacks cannot be told) the answer says so (`ambiguous`) rather
- * than guess, and a caller that needs certainty compares keys themselves.
+ * the other side's though its hashes differ. Where a coincidence shows (two target keys share a
+ * hash the source holds too, so which one the source lacks cannot be told) the answer says so
+ * (`ambiguous`) rather than guess, and a caller that needs certainty compares keys themselves.
  */
 export interface KeySetDifference {
   /** Positions (0-based, in 8-byte units) of the target's hashes that the source lacks. */
@@ -258,7 +258,8 @@ function checkLength(hashes: Uint8Array) {
  * default as many as given): the part of a comparison one side allows alone, so it can be done
  * while the other side's keys are still on their way. `grouped` also puts the hashes in bucket
  * order, one more pass now that spares the comparison its pass over this side. `packed` takes
- * keys packed into 8 bytes rather than hashes (`summariseSpreading`). Positions are kept either way.
+ * keys packed into 8 bytes rather than hashes (`summariseSpreading`). Positions are kept either
+ * way.
  */
 export function summariseKeys(
   values: Uint8Array,

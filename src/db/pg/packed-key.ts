@@ -17,6 +17,8 @@ const TARGET_BITS: Readonly<Record<string, number>> = { int2: 16, int4: 32, int8
 /** The type a value is cast to where it may not fit its bits. */
 const TYPE_OF_BITS: Readonly<Record<number, string>> = { 16: 'int2', 32: 'int4' };
 
+const totalBits = (bits: readonly number[]) => bits.reduce((total, width) => total + width, 0);
+
 /**
  * How many bits each key column takes packed, in key order, where every key column is an
  * integer on both sides and they take 64 bits at most together; `undefined` otherwise.
@@ -34,7 +36,7 @@ export function packedKeyBits(
     if (width === undefined || TARGET_BITS[typeName] === undefined) return undefined;
     bits.push(width);
   }
-  return bits.reduce((total, width) => total + width, 0) <= 64 ? bits : undefined;
+  return totalBits(bits) <= 64 ? bits : undefined;
 }
 
 /** Whether a target column of this `typname` can hold values wider than `bits`. */
@@ -51,7 +53,7 @@ export function packedKeySql(
   values: readonly { readonly value: string; readonly fits: boolean }[],
   bits: readonly number[],
 ): string {
-  let shift = bits.reduce((total, width) => total + width, 0);
+  let shift = totalBits(bits);
   return values
     .map(({ value, fits }, i) => {
       const width = bits[i] as number;
@@ -70,7 +72,7 @@ export function packedKeySql(
 export function unpackKey(packed: Uint8Array, position: number, bits: readonly number[]): string[] {
   const view = new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
   const whole = view.getBigUint64(position * 8);
-  let shift = bits.reduce((total, width) => total + width, 0);
+  let shift = totalBits(bits);
   return bits.map((width) => {
     shift -= width;
     return BigInt.asIntN(width, whole >> BigInt(shift)).toString();
