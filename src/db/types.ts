@@ -460,6 +460,11 @@ export interface SourceDatabase {
      * made meanwhile. Where it rejects, the connection goes back and `open` rejects with its error.
      */
     readonly notBefore?: Promise<unknown> | undefined;
+    /**
+     * The run's tenant, known to the snapshot from its start for the reads that take no
+     * parameters (COPY).
+     */
+    readonly tenantId?: TenantId | undefined;
   }): Promise<SourceSnapshot>;
   /** As `SyncDatabase.isTransient`, for the errors of this source. */
   isTransient?(error: unknown): boolean;

@@ -59,6 +59,7 @@ async function runLocked<E extends AnyEntity>(
             entity.source.kind === 'table' ? [entity.source.table] : [],
           ),
           notBefore: held,
+          tenantId: input.tenantId,
         }),
       {
         onRetry: ({ attempt, error, delayMs }) =>

@@ -217,6 +217,44 @@ describe('packed integer keys (PostgreSQL)', () => {
     }
   });
 
+  it("sets the run's tenant for COPY reads with the snapshot's settings: no statement before a key read", async () => {
+    const source = await createDatabase('tenant_pinned');
+    await source.pool.query(tableSql('pinned', ['integer', 'integer']));
+    await source.pool.query(
+      insertSql('pinned', [
+        [1n, 1n],
+        [2n, 2n],
+      ]),
+    );
+    await source.pool.query(insertSql('pinned', [[3n, 3n]], 2));
+    const entity = entityOf('pinned', 2);
+    const description = (await createPgSyncDatabase(source.pool).describe(
+      entity,
+    )) as TableDescription;
+    const recorded = recordingPool(source.pool);
+    const snapshot = await createPgSource(recorded.pool).open({
+      tables: [{ name: 'pinned' }],
+      tenantId: 2,
+    });
+    const statementsBefore = recorded.statements.length;
+    try {
+      const set = await snapshot.keySet?.(entity, {
+        scope: { tenantId: 2 },
+        hash: 'sql',
+        columns: description,
+        keysOnly: true,
+        packedKey: [32, 32],
+      });
+      // Tenant 2's one row, not tenant 1's two: the pinned setting is the run's tenant.
+      expect(set?.hashes.length).toBe(8);
+      const sent = recorded.statements.slice(statementsBefore);
+      expect(sent.filter((s) => s.startsWith('SELECT set_config'))).toEqual([]);
+      expect(sent.filter((s) => s.startsWith('COPY'))).toHaveLength(1);
+    } finally {
+      await snapshot.close();
+    }
+  });
+
   it('gives no key set where a target key is wider than the source can hold, in the transaction and apart', async () => {
     const { url } = await createDatabase('packed_wide');
     const setup = openPool(url, 1);

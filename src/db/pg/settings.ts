@@ -37,13 +37,18 @@ function pin(settings: Readonly<Record<string, string>>): Statement {
   return { text: `SELECT ${calls.join(', ')}`, values: entries.flat() };
 }
 
-/** One statement, transaction-local: nothing leaks to the pool's next user. */
+/**
+ * One statement, transaction-local: nothing leaks to the pool's next user. `also` are the
+ * library's own settings, set in the same statement.
+ */
 const pinned =
-  (settings: Readonly<Record<string, string>>) => (serverVersion: number | undefined) =>
+  (settings: Readonly<Record<string, string>>) =>
+  (serverVersion: number | undefined, also: Readonly<Record<string, string>> = {}) =>
     pin({
       ...OUTPUT_SETTINGS,
       ...settings,
       ...((serverVersion ?? 0) >= JIT_FROM ? NO_JIT : {}),
+      ...also,
     });
 export const pinSource = pinned(SOURCE_SETTINGS);
 export const pinTarget = pinned(TARGET_SETTINGS);

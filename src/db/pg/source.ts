@@ -90,6 +90,14 @@ async function openSourceSnapshot(
     client.release(error instanceof Error ? error : true);
     return databaseError(error, undefined, 'starting the source snapshot');
   };
+  const runTenant =
+    options.tenantId === undefined ? undefined : String(tenantParameter(options.tenantId));
+  /**
+   * The tenant the transaction-local setting holds for COPY reads (`copyShapeOf`), set when the
+   * snapshot starts or by a read that ended well; forgotten at any rollback, which may have
+   * undone it.
+   */
+  let tenantSetting: string | undefined;
   let tables: string[];
   try {
     // Which tables to lock, asked before the snapshot exists: any SELECT would take it.
@@ -119,7 +127,14 @@ async function openSourceSnapshot(
         tables.length === 0
           ? undefined
           : await optional(client, { text: lockTables(tables), values: [] });
-      await client.query(pinSource(capabilities.serverVersion));
+      // The run's tenant for COPY reads is set with the settings: a read then needs no statement first.
+      await client.query(
+        pinSource(
+          capabilities.serverVersion,
+          runTenant === undefined ? {} : { [TENANT_SETTING]: runTenant },
+        ),
+      );
+      tenantSetting = runTenant;
       if ((capabilities.serverVersion ?? 0) >= 130000) {
         const read = await optional(client, CLOCK);
         if (read.rows) clock = read.rows[0] as Clock;
@@ -159,11 +174,6 @@ async function openSourceSnapshot(
     }
   };
 
-  /**
-   * The tenant the transaction-local setting holds for COPY reads (`copyShapeOf`), set by a read
-   * that ended well; forgotten at any rollback, which may have undone it.
-   */
-  let tenantSetting: string | undefined;
   const rollBackRead = () => {
     tenantSetting = undefined;
     return guarded(rollbackToSavepoint(READ_SAVEPOINT)).catch(() => undefined);
