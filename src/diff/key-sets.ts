@@ -258,23 +258,30 @@ function checkLength(hashes: Uint8Array) {
  * default as many as given): the part of a comparison one side allows alone, so it can be done
  * while the other side's keys are still on their way. `grouped` also puts the hashes in bucket
  * order, one more pass now that spares the comparison its pass over this side. `packed` takes
- * keys packed into 8 bytes rather than hashes (`summariseSpreading`). Positions are kept either
- * way.
+ * keys packed into 8 bytes rather than hashes (`summariseSpreading`); with `spreadInPlace` they
+ * are spread where they are, overwriting `values`, for a side whose keys are not read again (8
+ * bytes a key less to allocate). Positions are kept either way.
  */
 export function summariseKeys(
   values: Uint8Array,
-  options: { keys?: number; grouped?: boolean; packed?: boolean } = {},
+  options: { keys?: number; grouped?: boolean; packed?: boolean; spreadInPlace?: boolean } = {},
 ): SummarisedKeys {
   const { keys = values.length / HASH_BYTES, grouped = false, packed = false } = options;
-  const summarised = summariseIn(values, bitsFor(keys), packed);
+  const summarised = summariseIn(values, bitsFor(keys), packed, options.spreadInPlace);
   return grouped ? { ...summarised, grouped: groupByBucket(summarised) } : summarised;
 }
 
-function summariseIn(values: Uint8Array, bits: number, packed = false): SummarisedKeys {
+function summariseIn(
+  values: Uint8Array,
+  bits: number,
+  packed = false,
+  inPlace = false,
+): SummarisedKeys {
   checkLength(values);
   const given = wordsOf(values);
   if (!packed) return { words: given, bits, summary: summarise(given, bits) };
-  const words = new Uint32Array(given.length);
+  // Each key's two words are read before its spread words are written: in place is safe.
+  const words = inPlace ? given : new Uint32Array(given.length);
   return { words, bits, summary: summariseSpreading(given, bits, words) };
 }
 

@@ -167,9 +167,11 @@ export function readSourceKeys(
     await afterPendingCallbacks();
     return {
       keys: set.hashes.length / 8,
+      // The source's keys are only counted from here on: packed, they are spread where they are.
       summary: summariseKeys(set.hashes, {
         keys: keysPerSide,
         packed: keys.packedKey !== undefined,
+        spreadInPlace: true,
       }),
     };
   });

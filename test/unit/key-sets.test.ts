@@ -170,16 +170,27 @@ describe('summariseKeys', () => {
     expect(grouped).toEqual(plain);
   });
 
-  it('compares packed keys exactly, whichever side is grouped', () => {
+  it('compares packed keys exactly, whichever side is grouped or spread in place', () => {
     fc.assert(
       fc.property(
         sides,
         fc.nat({ max: 5000 }),
         fc.boolean(),
-        ({ source, target }, planned, grouped) => {
-          const side = (keys: bigint[], group: boolean) =>
-            summariseKeys(pack(keys), { keys: planned, grouped: group, packed: true });
-          expect(compareKeySets(side(source, false), side(target, grouped))).toEqual(
+        fc.boolean(),
+        ({ source, target }, planned, grouped, inPlace) => {
+          const side = (keys: bigint[], group: boolean, spreadInPlace = false) => {
+            const bytes = pack(keys);
+            const summarised = summariseKeys(bytes, {
+              keys: planned,
+              grouped: group,
+              packed: true,
+              spreadInPlace,
+            });
+            // In place, the spread keys are where the packed ones were: nothing new to allocate.
+            expect(summarised.words.buffer === bytes.buffer).toBe(spreadInPlace);
+            return summarised;
+          };
+          expect(compareKeySets(side(source, false, inPlace), side(target, grouped))).toEqual(
             naive(source, target),
           );
         },

@@ -1,5 +1,6 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { packedKeyBits, packedKeySql } from '../../src/db/pg/packed-key.js';
+import { packedKeyBits, packedKeySql, unpackKey } from '../../src/db/pg/packed-key.js';
 import type { TableDescription } from '../../src/db/types.js';
 
 const target = (types: Record<string, string>): TableDescription =>
@@ -52,5 +53,44 @@ describe('packedKeySql', () => {
       ),
     ).toBe('((a)::int8 << 32) | ((b)::int4::int8 & 4294967295::int8)');
     expect(packedKeySql([{ value: 'a', fits: false }], [64])).toBe('(a)::int8');
+  });
+});
+
+describe('unpackKey', () => {
+  // Every layout of 16-, 32- and 64-bit columns that fits 64 bits, as packedKeyBits gives them.
+  const layouts: number[][] = [];
+  const grow = (layout: number[]) => {
+    if (layout.length > 0) layouts.push(layout);
+    for (const width of [16, 32, 64])
+      if (layout.reduce((sum, w) => sum + w, 0) + width <= 64) grow([...layout, width]);
+  };
+  grow([]);
+  const valueWithin = (width: number) =>
+    fc.bigInt({ min: -(1n << BigInt(width - 1)), max: (1n << BigInt(width - 1)) - 1n });
+
+  it('gives back every value of every layout, as PostgreSQL packs them', () => {
+    expect(layouts.length).toBeGreaterThan(10);
+    for (const layout of layouts)
+      fc.assert(
+        fc.property(
+          fc.tuple(...layout.map(valueWithin)),
+          fc.nat({ max: 3 }),
+          (values, position) => {
+            // As packedKeySql: the first value sign-extended and shifted, the others masked.
+            let shift = layout.reduce((sum, w) => sum + w, 0);
+            let whole = 0n;
+            values.forEach((value, i) => {
+              const width = layout[i] as number;
+              shift -= width;
+              const placed = i === 0 ? value : value & ((1n << BigInt(width)) - 1n);
+              whole |= placed << BigInt(shift);
+            });
+            const bytes = new Uint8Array(8 * 4);
+            new DataView(bytes.buffer).setBigUint64(position * 8, BigInt.asUintN(64, whole));
+            expect(unpackKey(bytes, position, layout)).toEqual(values.map(String));
+          },
+        ),
+        { numRuns: 300, examples: [[layout.map((w) => -(1n << BigInt(w - 1))), 0] as never] },
+      );
   });
 });

@@ -100,9 +100,14 @@ export async function copyInBytes(
   return into.rowCount;
 }
 
+/** A character COPY's text format escapes. */
+const ESCAPED = /[\\\n\r\t]/;
+
 /** A value as a field of COPY's text format. */
 function copyField(value: string | null): string {
   if (value === null) return '\\N';
+  // Most values hold none: tested first, they are not rebuilt.
+  if (!ESCAPED.test(value)) return value;
   return value.replace(/[\\\n\r\t]/g, (c) =>
     c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t',
   );

@@ -15,7 +15,7 @@ import type {
 } from '../types.js';
 import { columnOf, combinedHash, type SqlType, type TypeClass, typeClass } from './column-types.js';
 import { packedKeySql, widerThan } from './packed-key.js';
-import { tenantParameter } from './params.js';
+import { tenantParameter, textArrayParameter } from './params.js';
 import { quoteIdent, quoteTable, type Statement } from './sql.js';
 
 /** One column as a read sees it: a typed SQL expression and its hash class. */
@@ -428,11 +428,25 @@ export function rowsStatement(
     buckets?: BucketSelection | undefined;
     /** Every row's hash is 0: keys alone are compared. */
     keysOnly?: boolean | undefined;
+    /**
+     * With `values`: where every key column's value reads as its key does, the key is not read
+     * twice; `keyAt` then tells where in the values each key column is.
+     */
+    keyFromValues?: boolean | undefined;
   },
-): Statement {
+): Statement & { readonly keyAt?: readonly number[] } {
   const params = new Parameters(shape.params);
+  const keyAt = shape.key.map((key) => shape.columns.findIndex((c) => c.name === key.name));
+  const keyInValues =
+    options.values &&
+    options.keyFromValues === true &&
+    keyAt.every(
+      (at, i) =>
+        at >= 0 &&
+        asText((shape.columns[at] as ColumnSql).value) === matchText(shape.key[i] as ColumnSql),
+    );
   const outputs = [
-    ...shape.key.map(matchText),
+    ...(keyInValues ? [] : shape.key.map(matchText)),
     ...(options.hash === 'sql' ? [options.keysOnly ? `'0'` : `(${rowHash(shape)})::text`] : []),
     ...(options.values ? shape.columns.map((c) => asText(c.value)) : []),
   ];
@@ -450,6 +464,7 @@ export function rowsStatement(
   return {
     text: `SELECT ${aliased(outputs)} FROM ${from} ORDER BY ${orderBy(shape)}`,
     values: params.values,
+    ...(keyInValues ? { keyAt } : {}),
   };
 }
 
@@ -465,7 +480,9 @@ export function rowsByKeyStatement(
 ): Statement {
   const params = new Parameters(shape.params);
   const aliases = shape.key.map((_, i) => quoteIdent(`k${i}`));
-  const arrays = shape.key.map((_, i) => `${params.add(keys.map((key) => key[i]))}::text[]`);
+  const arrays = shape.key.map(
+    (_, i) => `${params.add(textArrayParameter(keys.map((key) => key[i])))}::text[]`,
+  );
   const left = shape.key.map((column, i) =>
     shape.orders[i] === 'integer' ? column.plain : column.value,
   );

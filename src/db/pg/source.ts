@@ -454,8 +454,10 @@ async function openSourceSnapshot(
           values,
           buckets: request.buckets,
           keysOnly: request.keysOnly,
+          keyFromValues: true,
         });
-        const width = entity.key.length;
+        const { keyAt } = statement;
+        const width = keyAt ? 0 : entity.key.length;
         const offset = request.hash === 'sql' ? width + 1 : width;
         // Released as soon as the last rows are read: the consumer's next read need not wait.
         const release = async () => {
@@ -469,7 +471,7 @@ async function openSourceSnapshot(
           yield batch.map((row) => {
             const values = row.slice(offset) as TextRow;
             return {
-              key: row.slice(0, width) as string[],
+              key: (keyAt ? keyAt.map((at) => values[at]) : row.slice(0, width)) as string[],
               hash: request.hash === 'sql' ? String(row[width]) : textHash(values),
               values,
             };

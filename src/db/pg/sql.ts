@@ -3,6 +3,7 @@
  * bound parameters. The statements stay within what both PostgreSQL and pg-mem accept.
  */
 import type { TableName } from '../../entity/types.js';
+import { textArrayParameter } from './params.js';
 
 /** A statement and its parameters. */
 export interface Statement {
@@ -369,7 +370,9 @@ function typedRows(
   rows: readonly unknown[][],
 ) {
   const aliases = columns.map((_, i) => quoteIdent(`c${i}`));
-  const arrays = columns.map((_, i) => `${params.add(rows.map((row) => row[i] ?? null))}::text[]`);
+  const arrays = columns.map(
+    (_, i) => `${params.add(textArrayParameter(rows.map((row) => row[i] ?? null)))}::text[]`,
+  );
   const casts = columns.map((column, i) => `CAST("v".${aliases[i]} AS ${column.type})`);
   return `SELECT ${casts.join(', ')} FROM unnest(${arrays.join(', ')}) AS "v"(${aliases.join(', ')})`;
 }
@@ -455,20 +458,22 @@ ON CONFLICT (${list(keyColumns)}) ${conflict} RETURNING ${returning.join(', ')}`
 
 /**
  * PostgreSQL: rows whose `columns` hold one of `keys` (matched by the columns' own equality, as
- * a unique index matches), with `outputs` as text.
+ * a unique index matches), with `outputs` as text; with `only`, those of them it holds for.
  */
 export function selectByKeyArrays(
   table: TableName,
   columns: readonly TypedColumn[],
   keys: readonly (readonly unknown[])[],
   outputs: readonly string[],
+  only?: string,
 ): Statement[] {
   return chunks(keys as unknown[][], ARRAY_BATCH).map((batch) => {
     const params = new Parameters();
     const match = `(${columns.map((c) => `"t".${quoteIdent(c.name)}`).join(', ')}) IN (${typedRows(params, columns, batch)})`;
+    const where = only === undefined ? match : `${match} AND (${only})`;
     return {
       // Named c0, c1, …: rows read as objects keep every output, in order.
-      text: `SELECT ${outputs.map((output, i) => `${output} AS ${quoteIdent(`c${i}`)}`).join(', ')} FROM ${quoteTable(table)} AS "t" WHERE ${match}`,
+      text: `SELECT ${outputs.map((output, i) => `${output} AS ${quoteIdent(`c${i}`)}`).join(', ')} FROM ${quoteTable(table)} AS "t" WHERE ${where}`,
       values: params.values,
     };
   });

@@ -35,7 +35,13 @@ import { emulatedRows, emulatedText, orderedKeyHashes, sameEmulatedText } from '
 import { databaseError } from './errors.js';
 import { unpackKey } from './packed-key.js';
 import { tenantParameter } from './params.js';
-import { hasSpareConnection, onConnectionLost, type PgClient, type PgPool } from './pool.js';
+import {
+  hasSpareConnection,
+  onConnectionLost,
+  type PgClient,
+  type PgPool,
+  rowValues,
+} from './pool.js';
 import {
   countStatement,
   fingerprintsStatement,
@@ -350,11 +356,15 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       connection.session.broken ??= asError(error);
   };
 
-  /** Runs statements in order, wrapping a failure with the entity and the action. */
+  /**
+   * Runs statements in order, wrapping a failure with the entity and the action. With
+   * `arraysOnly`, rows come as arrays alone (`rows` is empty): no object a row, where many come.
+   */
   const executeAll = (
     entity: AnyEntity | undefined,
     action: string,
     statements: readonly Statement[],
+    arraysOnly = false,
   ) =>
     run(async (client) => {
       const rows: StoredRow[] = [];
@@ -362,15 +372,18 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       let count = 0;
       for (const statement of statements) {
         try {
-          const result = await client.query(statement);
+          const result = await client.query(
+            arraysOnly ? { ...statement, rowMode: 'array' } : statement,
+          );
           count += result.rowCount ?? 0;
-          for (const row of result.rows as StoredRow[]) rows.push(row);
+          if (arraysOnly) for (const row of result.rows) arrays.push(rowValues(row));
+          else for (const row of result.rows as StoredRow[]) rows.push(row);
         } catch (error) {
           brokenBy(error);
           throw databaseError(error, entity?.name, action);
         }
       }
-      for (const row of rows) arrays.push(Object.values(row));
+      if (!arraysOnly) for (const row of rows) arrays.push(Object.values(row));
       return { count, rows, arrays };
     });
 
@@ -913,9 +926,12 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       }
       const shape = targetShape(entity, request.columns, request.scope);
       const width = entity.key.length;
-      const { arrays } = await executeAll(entity, 'reading target row hashes', [
-        rowsByKeyStatement(shape, keys, false),
-      ]);
+      const { arrays } = await executeAll(
+        entity,
+        'reading target row hashes',
+        [rowsByKeyStatement(shape, keys, false)],
+        true,
+      );
       return arrays.map((row) => ({
         key: row.slice(0, width) as string[],
         hash: request.keysOnly ? '0' : String(row[width]),
@@ -1133,10 +1149,14 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       if (!tenant && ties) {
         if (await emulated()) return emulatedOtherTenants(entity, scope, description, keys);
         const width = entity.key.length;
-        const statements = selectByKeyArrays(entity.table, typed(description, entity.key), keys, [
-          ...entity.key.map((c) => `("t".${quoteIdent(c)})::text`),
+        // Only the rows that name another tenant's parent come back: most runs find none.
+        const statements = selectByKeyArrays(
+          entity.table,
+          typed(description, entity.key),
+          keys,
+          entity.key.map((c) => `("t".${quoteIdent(c)})::text`),
           namesOtherTenantsParent(ties, `$${width + 1}`),
-        ]).map((statement) => ({
+        ).map((statement) => ({
           ...statement,
           values: [...statement.values, tenantParameter(scope.tenantId)],
         }));
@@ -1144,10 +1164,9 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
           entity,
           'checking keys held by other tenants',
           statements,
+          true,
         );
-        return arrays
-          .filter((row) => row[width] === true)
-          .map((row) => row.slice(0, width) as string[]);
+        return arrays as string[][];
       }
       if (!tenant) return [];
       if (await emulated()) {
@@ -1158,25 +1177,22 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
           .filter((row) => row[tenantIndex] !== wanted)
           .map((row) => keyTexts(entity, row));
       }
-      const outputs = [
-        ...entity.key.map((c) => `("t".${quoteIdent(c)})::text`),
-        `("t".${quoteIdent(tenant.column)} IS DISTINCT FROM CAST($${entity.key.length + 1} AS ${description.get(tenant.column)?.type ?? 'text'}))`,
-      ];
-      // The tenant is one more parameter after the key arrays.
+      // The tenant is one more parameter after the key arrays. Only the rows another tenant
+      // holds come back: most runs find none.
       const statements = selectByKeyArrays(
         entity.table,
         typed(description, entity.key),
         keys,
-        outputs,
+        entity.key.map((c) => `("t".${quoteIdent(c)})::text`),
+        `"t".${quoteIdent(tenant.column)} IS DISTINCT FROM CAST($${entity.key.length + 1} AS ${description.get(tenant.column)?.type ?? 'text'})`,
       ).map((statement) => ({ ...statement, values: [...statement.values, tenant.value] }));
       const { arrays } = await executeAll(
         entity,
         'checking keys held by other tenants',
         statements,
+        true,
       );
-      return arrays
-        .filter((row) => row[entity.key.length] === true)
-        .map((row) => row.slice(0, entity.key.length) as string[]);
+      return arrays as string[][];
     },
 
     async referencing(child, columns, parentKeys, scope) {
