@@ -3,7 +3,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { copyOutByteas } from '../../src/db/pg/copy.js';
 import { createPgSyncDatabase, defineEntity, LockedError } from '../../src/index.js';
-import { createDatabase, openPool } from '../support/postgres.js';
+import { createDatabase, openPool, recordingPool } from '../support/postgres.js';
 import { onPool, READING_DDL, reading, syncDatabaseSuite } from '../support/sync-database-suite.js';
 
 describe('SyncDatabase on PostgreSQL', () => {
@@ -39,6 +39,41 @@ describe('SyncDatabase on PostgreSQL', () => {
     // transaction, with its first write; with room for another, on it, without.
     expect(await readWithNewRow(1)).toEqual({ apart: false, keys: 2 });
     expect(await readWithNewRow(2)).toEqual({ apart: true, keys: 1 });
+  });
+
+  it('looks keys up one index probe a key, in the order they are given, and finds those it holds', async () => {
+    const { url } = await createDatabase('syncdb_probes');
+    const pool = openPool(url, 2);
+    await pool.query(READING_DDL);
+    await pool.query(
+      "INSERT INTO reading (meter_id, element, tenant_id) SELECT i, 'A', CASE WHEN i % 10 = 0 THEN 2 ELSE 1 END FROM generate_series(1, 5000) AS i",
+    );
+    await pool.query('ANALYZE reading');
+    const recorded = recordingPool(pool);
+    const db = createPgSyncDatabase(recorded.pool as unknown as pg.Pool);
+    const columns = (await db.describe(reading)) as NonNullable<
+      Awaited<ReturnType<typeof db.describe>>
+    >;
+    // Keys in key order, as a read gives them: some held, some another tenant's, some nowhere.
+    const keys = Array.from({ length: 3000 }, (_, i) => [String(2 * i + 1), 'A']);
+    const found = await db.keyHashesOf(
+      reading,
+      { scope: { tenantId: 1 }, hash: 'sql', columns },
+      keys,
+    );
+    const held = keys.filter(([id]) => Number(id) <= 5000 && Number(id) % 10 !== 0);
+    expect(found.map((row) => row.key).sort()).toEqual(held.sort());
+    const lookup = recorded.queries.find((query) => query.text.includes('unnest('));
+    if (!lookup) throw new Error('no lookup sent');
+    const { rows } = await pool.query(`EXPLAIN (FORMAT JSON) ${lookup.text}`, lookup.values);
+    const plan = (rows[0]['QUERY PLAN'] as { Plan: Record<string, unknown> }[])[0]?.Plan;
+    // A nested loop over the keys as given, an index probe each, the keys not hashed first.
+    expect(plan?.['Node Type']).toBe('Nested Loop');
+    const inner = (plan?.Plans ?? []) as Record<string, unknown>[];
+    expect(inner[0]?.['Node Type']).toBe('Function Scan');
+    expect(JSON.stringify(plan)).toContain('Index Scan');
+    expect(JSON.stringify(plan)).not.toContain('Hash');
+    await pool.end();
   });
 
   it('gives up a second connection that cannot start its transaction, and reads keys in the transaction from then on', async () => {

@@ -472,11 +472,17 @@ export function rowsStatement(
  * The rows in scope whose key is one of `keys` (key texts as `rowsStatement` gives them), with
  * key, hash and values like `rowsStatement`. Keys are matched by the column types' equality, on
  * the columns as stored where the type allows, so the table's key index serves the lookup.
+ *
+ * With `inKeysOrder`, the key index is probed once a key in the order of `keys` (distinct keys
+ * in key order, as a read gives them), where the planner would probe in the order of a hash
+ * table: neighbouring keys then find their index and table pages just read. For a shape whose
+ * FROM is a table alone: the subquery it goes into runs once a key.
  */
 export function rowsByKeyStatement(
   shape: ReadShape,
   keys: readonly (readonly string[])[],
   values = true,
+  inKeysOrder = false,
 ): Statement {
   const params = new Parameters(shape.params);
   const aliases = shape.key.map((_, i) => quoteIdent(`k${i}`));
@@ -494,9 +500,18 @@ export function rowsByKeyStatement(
     `(${rowHash(shape)})::text`,
     ...(values ? shape.columns.map((c) => asText(c.value)) : []),
   ];
+  const wanted = `unnest(${arrays.join(', ')}) AS "wanted"(${aliases.join(', ')})`;
+  if (inKeysOrder) {
+    // OFFSET 0 keeps the subquery whole: a nested loop over the keys as they come.
+    const probe = [...shape.where, `(${left.join(', ')}) = (${right.join(', ')})`];
+    return {
+      text: `SELECT ${aliased(outputs)} FROM ${wanted} CROSS JOIN LATERAL (SELECT * FROM ${shape.from} WHERE ${probe.join(' AND ')} OFFSET 0) AS ${quoteIdent(TARGET)}`,
+      values: params.values,
+    };
+  }
   const where = [
     ...shape.where,
-    `(${left.join(', ')}) IN (SELECT ${right.join(', ')} FROM unnest(${arrays.join(', ')}) AS "wanted"(${aliases.join(', ')}))`,
+    `(${left.join(', ')}) IN (SELECT ${right.join(', ')} FROM ${wanted})`,
   ];
   return {
     text: `SELECT ${aliased(outputs)} FROM ${shape.from} WHERE ${where.join(' AND ')}`,

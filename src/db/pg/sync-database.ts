@@ -929,7 +929,8 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       const { arrays } = await executeAll(
         entity,
         'reading target row hashes',
-        [rowsByKeyStatement(shape, keys, false)],
+        // Keys come from a read in key order: probed in that order.
+        [rowsByKeyStatement(shape, keys, false, true)],
         true,
       );
       return arrays.map((row) => ({
