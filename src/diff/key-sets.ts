@@ -70,6 +70,10 @@ function summarise(words: Uint32Array, bits: number): Uint32Array {
   return summary;
 }
 
+/** The keys of `summariseSpreading`'s two Feistel rounds. */
+const ROUND_ONE = 0x3c6ef372;
+const ROUND_TWO = 0xa54ff53a;
+
 /**
  * `summarise` for packed keys (consecutive numbers, as integer keys often are), which are first
  * spread over 64 bits as hashes are, one to one, by two rounds of a Feistel network on their two
@@ -80,8 +84,8 @@ function summariseSpreading(words: Uint32Array, bits: number, spread: Uint32Arra
   const shift = 32 - bits;
   const summary = new Uint32Array(3 << bits);
   for (let i = 0; i < words.length; i += 2) {
-    const right = (words[i] as number) ^ mix((words[i + 1] as number) ^ 0x3c6ef372);
-    const first = ((words[i + 1] as number) ^ mix(right ^ 0xa54ff53a)) >>> 0;
+    const right = (words[i] as number) ^ mix((words[i + 1] as number) ^ ROUND_ONE);
+    const first = ((words[i + 1] as number) ^ mix(right ^ ROUND_TWO)) >>> 0;
     const second = right >>> 0;
     spread[i] = first;
     spread[i + 1] = second;
@@ -91,6 +95,23 @@ function summariseSpreading(words: Uint32Array, bits: number, spread: Uint32Arra
     summary[at + 2] = (summary[at + 2] as number) + second;
   }
   return summary;
+}
+
+/**
+ * Turns the keys at `positions` of a side spread in place (`summariseKeys` with `spreadInPlace`)
+ * back into the packed keys they were, where they are: the two rounds of `summariseSpreading`
+ * undone in reverse order. Nothing to do for a side that was not.
+ */
+export function unspreadAt(side: SummarisedKeys, positions: readonly number[]): void {
+  if (!side.spreadInPlace) return;
+  const { words } = side;
+  for (const position of positions) {
+    const at = 2 * position;
+    const right = words[at + 1] as number;
+    const secondWord = ((words[at] as number) ^ mix(right ^ ROUND_TWO)) >>> 0;
+    words[at] = (right ^ mix(secondWord ^ ROUND_ONE)) >>> 0;
+    words[at + 1] = secondWord;
+  }
 }
 
 /**
@@ -245,6 +266,8 @@ export interface SummarisedKeys {
   readonly words: Uint32Array;
   readonly bits: number;
   readonly summary: Uint32Array;
+  /** Packed keys spread over the bytes they came in: `unspreadAt` turns some back. */
+  readonly spreadInPlace?: boolean;
   /** The positions of the hashes bucket by bucket, each bucket's from `from[b]`, if grouped. */
   readonly grouped?: { readonly order: Uint32Array; readonly from: Uint32Array } | undefined;
 }
@@ -259,8 +282,8 @@ function checkLength(hashes: Uint8Array) {
  * while the other side's keys are still on their way. `grouped` also puts the hashes in bucket
  * order, one more pass now that spares the comparison its pass over this side. `packed` takes
  * keys packed into 8 bytes rather than hashes (`summariseSpreading`); with `spreadInPlace` they
- * are spread where they are, overwriting `values`, for a side whose keys are not read again (8
- * bytes a key less to allocate). Positions are kept either way.
+ * are spread where they are, overwriting `values` (8 bytes a key less to allocate), and
+ * `unspreadAt` turns back those to be read again. Positions are kept either way.
  */
 export function summariseKeys(
   values: Uint8Array,
@@ -282,7 +305,12 @@ function summariseIn(
   if (!packed) return { words: given, bits, summary: summarise(given, bits) };
   // Each key's two words are read before its spread words are written: in place is safe.
   const words = inPlace ? given : new Uint32Array(given.length);
-  return { words, bits, summary: summariseSpreading(given, bits, words) };
+  return {
+    words,
+    bits,
+    summary: summariseSpreading(given, bits, words),
+    spreadInPlace: words === given,
+  };
 }
 
 function groupByBucket({ words, summary, bits }: SummarisedKeys) {

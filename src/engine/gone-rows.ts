@@ -19,6 +19,7 @@ import {
   type KeySetDifference,
   type SummarisedKeys,
   summariseKeys,
+  unspreadAt,
 } from '../diff/key-sets.js';
 import { isExactColumn } from '../entity/columns.js';
 import type { AnyEntity } from '../entity/types.js';
@@ -131,10 +132,13 @@ export function readTargetKeys(
         (set) =>
           set && {
             set,
+            // Packed keys are spread where they are; those found to delete are turned back
+            // (`compareKeys`) before the set names them.
             summary: summariseKeys(set.hashes, {
               keys: keysPerSide,
               grouped: true,
               packed: keys.packedKey !== undefined,
+              spreadInPlace: true,
             }),
             insertedBefore,
           },
@@ -224,5 +228,6 @@ export async function compareKeys(
     'entity key sets compared',
   );
   if (difference.ambiguous || difference.sourceOnly !== insertedSince + absent) return undefined;
+  unspreadAt(target.summary, difference.targetOnly);
   return { targetKeys: target.set, positions: difference.targetOnly };
 }

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compareKeySets, summariseKeys } from '../../src/diff/key-sets.js';
+import { compareKeySets, summariseKeys, unspreadAt } from '../../src/diff/key-sets.js';
 
 function pack(hashes: readonly bigint[]): Uint8Array {
   const bytes = new Uint8Array(hashes.length * 8);
@@ -196,6 +196,26 @@ describe('summariseKeys', () => {
         },
       ),
       { numRuns: 1500 },
+    );
+  });
+
+  it('turns packed keys spread in place back where asked, and leaves hashes as they are', () => {
+    fc.assert(
+      fc.property(sides, fc.boolean(), fc.boolean(), ({ source, target }, grouped, packed) => {
+        const bytes = pack(target);
+        const original = new Uint8Array(bytes);
+        const keys = Math.max(source.length, target.length);
+        const side = summariseKeys(bytes, { keys, grouped, packed, spreadInPlace: true });
+        // Packed keys are spread over the very bytes they came in.
+        expect(side.words.buffer === bytes.buffer).toBe(true);
+        const { targetOnly } = compareKeySets(summariseKeys(pack(source), { keys, packed }), side);
+        unspreadAt(side, targetOnly);
+        const keyAt = (of: Uint8Array, i: number) => [...of.subarray(8 * i, 8 * i + 8)];
+        // Hashes are never spread; packed keys are, and those asked for are turned back.
+        for (const i of packed ? targetOnly : target.map((_, i) => i))
+          expect(keyAt(bytes, i)).toEqual(keyAt(original, i));
+      }),
+      { numRuns: 1000 },
     );
   });
 

@@ -180,7 +180,7 @@ export interface TypedKey {
 /** `unnest($1::t1[], $2::t2[]) AS k(c1, c2)` and the join condition to `alias`. */
 function unnestKeys(params: Parameters, key: TypedKey, keys: readonly unknown[][], alias: string) {
   const arrays = key.columns.map(
-    (_, i) => `${params.add(keys.map((k) => k[i]))}::${key.types[i]}[]`,
+    (_, i) => `${params.add(textArrayParameter(keys.map((k) => k[i])))}::${key.types[i]}[]`,
   );
   const from = `unnest(${arrays.join(', ')}) AS "k"(${list(key.columns)})`;
   const join = key.columns
