@@ -27,12 +27,14 @@ const HASH_BYTES = 8;
  */
 const CROWDED = 64;
 /**
- * The positions (in 8-byte units) of one side's hashes whose bucket is flagged, bucket by
- * bucket: bucket `b`'s from `start[b]` to `start[b + 1]`.
+ * The positions (in 8-byte units) of one side's hashes whose bucket is flagged, flagged bucket
+ * by flagged bucket: the `k`th's from `start[k]` to `start[k + 1]`; and the hashes themselves in
+ * that order (two words each), so the comparison reads them side by side, not all over the set.
  */
 interface Flagged {
   readonly start: Uint32Array;
   readonly positions: Uint32Array;
+  readonly hashes: Uint32Array;
 }
 
 /** The hashes as 32-bit words: a view where the bytes are aligned, else an aligned copy. */
@@ -115,35 +117,50 @@ export function unspreadAt(side: SummarisedKeys, positions: readonly number[]): 
 }
 
 /**
- * The positions of the hashes whose bucket is `flagged`, placed by bucket in one pass (each
+ * The buckets whose summaries differ: their numbers in order, and for each bucket its place in
+ * that list plus one (0 where it does not differ).
+ */
+interface FlaggedBuckets {
+  readonly list: Uint32Array;
+  readonly placeOf: Uint32Array;
+}
+
+/**
+ * The positions of the hashes whose bucket is flagged, placed by bucket in one pass (each
  * bucket's size is in the `summary`), or copied bucket by bucket where the side is grouped.
  */
-function gatherFlagged(side: SummarisedKeys, flagged: Uint8Array): Flagged {
+function gatherFlagged(side: SummarisedKeys, { list, placeOf }: FlaggedBuckets): Flagged {
   const { words, summary, bits, grouped } = side;
   const shift = 32 - bits;
-  const buckets = 1 << bits;
-  const start = new Uint32Array(buckets + 1);
-  for (let b = 0; b < buckets; b++)
-    start[b + 1] = (start[b] as number) + (flagged[b] === 1 ? (summary[3 * b] as number) : 0);
-  const positions = new Uint32Array(start[buckets] as number);
+  const start = new Uint32Array(list.length + 1);
+  for (let k = 0; k < list.length; k++)
+    start[k + 1] = (start[k] as number) + (summary[3 * (list[k] as number)] as number);
+  const positions = new Uint32Array(start[list.length] as number);
+  const hashes = new Uint32Array(2 * positions.length);
+  const take = (at: number, position: number) => {
+    positions[at] = position;
+    hashes[2 * at] = words[2 * position] as number;
+    hashes[2 * at + 1] = words[2 * position + 1] as number;
+  };
   if (grouped) {
-    for (let b = 0; b < buckets; b++)
-      if (flagged[b] === 1)
-        positions.set(
-          grouped.order.subarray(grouped.from[b] as number, grouped.from[b + 1] as number),
-          start[b] as number,
-        );
-    return { start, positions };
+    const { order, from } = grouped;
+    for (let k = 0; k < list.length; k++) {
+      const b = list[k] as number;
+      let at = start[k] as number;
+      for (let j = from[b] as number; j < (from[b + 1] as number); j++)
+        take(at++, order[j] as number);
+    }
+    return { start, positions, hashes };
   }
   const next = start.slice(0, -1);
   const count = words.length / 2;
   for (let i = 0; i < count; i++) {
-    const bucket = (words[2 * i] as number) >>> shift;
-    if (flagged[bucket] === 0) continue;
-    positions[next[bucket] as number] = i;
-    next[bucket] = (next[bucket] as number) + 1;
+    const place = placeOf[(words[2 * i] as number) >>> shift] as number;
+    if (place === 0) continue;
+    take(next[place - 1] as number, i);
+    next[place - 1] = (next[place - 1] as number) + 1;
   }
-  return { start, positions };
+  return { start, positions, hashes };
 }
 
 /** What the comparison of the flagged buckets finds. */
@@ -164,34 +181,27 @@ const SLOTS = 2 * CROWDED;
  * addressed by their second word: a bucket holds some 8 a side, so a few steps a hash, where
  * sorting both sides would take many. Crowded buckets go to `compareCrowded`.
  */
-function compareFlagged(
-  source: Uint32Array,
-  s: Flagged,
-  target: Uint32Array,
-  t: Flagged,
-  buckets: number,
-  tally: Tally,
-): void {
-  const sp = s.positions;
-  const tp = t.positions;
-  // A slot is taken in this bucket where its mark is the bucket's number plus one.
+function compareFlagged(s: Flagged, t: Flagged, flaggedBuckets: number, tally: Tally): void {
+  const source = s.hashes;
+  const target = t.hashes;
+  // A slot is taken in this bucket where its mark is the bucket's place in the list plus one.
   const mark = new Int32Array(SLOTS);
   const held = new Uint32Array(SLOTS);
   const matched = new Uint8Array(SLOTS);
-  for (let b = 0; b < buckets; b++) {
-    const sFrom = s.start[b] as number;
-    const sTo = s.start[b + 1] as number;
-    const tFrom = t.start[b] as number;
-    const tTo = t.start[b + 1] as number;
+  for (let k = 0; k < flaggedBuckets; k++) {
+    const sFrom = s.start[k] as number;
+    const sTo = s.start[k + 1] as number;
+    const tFrom = t.start[k] as number;
+    const tTo = t.start[k + 1] as number;
     if (sFrom === sTo && tFrom === tTo) continue;
     if (sTo - sFrom + (tTo - tFrom) > CROWDED) {
-      compareCrowded(source, sp.subarray(sFrom, sTo), target, tp.subarray(tFrom, tTo), tally);
+      compareCrowded(s, sFrom, sTo, t, tFrom, tTo, tally);
       continue;
     }
-    const bucketMark = b + 1;
+    const bucketMark = k + 1;
     let distinct = 0;
     for (let i = sFrom; i < sTo; i++) {
-      const at = 2 * (sp[i] as number);
+      const at = 2 * i;
       const second = source[at + 1] as number;
       for (let slot = second & (SLOTS - 1); ; slot = (slot + 1) & (SLOTS - 1)) {
         if (mark[slot] !== bucketMark) {
@@ -208,12 +218,11 @@ function compareFlagged(
     }
     let found = 0;
     for (let j = tFrom; j < tTo; j++) {
-      const at = 2 * (tp[j] as number);
-      const first = target[at] as number;
-      const second = target[at + 1] as number;
+      const first = target[2 * j] as number;
+      const second = target[2 * j + 1] as number;
       for (let slot = second & (SLOTS - 1); ; slot = (slot + 1) & (SLOTS - 1)) {
         if (mark[slot] !== bucketMark) {
-          tally.targetOnly.push(tp[j] as number);
+          tally.targetOnly.push(t.positions[j] as number);
           break;
         }
         const other = held[slot] as number;
@@ -230,23 +239,24 @@ function compareFlagged(
   }
 }
 
-/** A crowded bucket's comparison: its hashes matched through a map, as text. */
+/** A crowded bucket's comparison (`s` from `sFrom` to `sTo`, `t` likewise): through a map, as text. */
 function compareCrowded(
-  source: Uint32Array,
-  sourcePositions: Uint32Array,
-  target: Uint32Array,
-  targetPositions: Uint32Array,
+  s: Flagged,
+  sFrom: number,
+  sTo: number,
+  t: Flagged,
+  tFrom: number,
+  tTo: number,
   tally: Tally,
 ): void {
-  const textOf = (words: Uint32Array, position: number) =>
-    `${words[2 * position]},${words[2 * position + 1]}`;
+  const textOf = (hashes: Uint32Array, i: number) => `${hashes[2 * i]},${hashes[2 * i + 1]}`;
   const onSource = new Set<string>();
-  for (const position of sourcePositions) onSource.add(textOf(source, position));
+  for (let i = sFrom; i < sTo; i++) onSource.add(textOf(s.hashes, i));
   const onTarget = new Map<string, number>();
-  for (const position of targetPositions) {
-    const text = textOf(target, position);
+  for (let j = tFrom; j < tTo; j++) {
+    const text = textOf(t.hashes, j);
     onTarget.set(text, (onTarget.get(text) ?? 0) + 1);
-    if (!onSource.has(text)) tally.targetOnly.push(position);
+    if (!onSource.has(text)) tally.targetOnly.push(t.positions[j] as number);
   }
   for (const text of onSource) if (!onTarget.has(text)) tally.sourceOnly += 1;
   for (const [text, times] of onTarget) if (times > 1 && onSource.has(text)) tally.ambiguous = true;
@@ -349,14 +359,22 @@ export function compareKeySets(
   const targetSummarised = targetSide ?? summariseIn(target as Uint8Array, bits);
   const { summary: sourceSummary } = sourceSummarised;
   const { summary: targetSummary } = targetSummarised;
-  const flagged = new Uint8Array(1 << bits);
-  for (let b = 0; b < 1 << bits; b++)
-    for (let k = 3 * b; k < 3 * b + 3; k++)
-      if (sourceSummary[k] !== targetSummary[k]) flagged[b] = 1;
+  const placeOf = new Uint32Array(1 << bits);
+  const differing: number[] = [];
+  for (let b = 0; b < 1 << bits; b++) {
+    const at = 3 * b;
+    if (
+      sourceSummary[at] !== targetSummary[at] ||
+      sourceSummary[at + 1] !== targetSummary[at + 1] ||
+      sourceSummary[at + 2] !== targetSummary[at + 2]
+    )
+      placeOf[b] = differing.push(b);
+  }
+  const flagged = { list: Uint32Array.from(differing), placeOf };
   const s = gatherFlagged(sourceSummarised, flagged);
   const t = gatherFlagged(targetSummarised, flagged);
   const tally: Tally = { targetOnly: [], sourceOnly: 0, ambiguous: false };
-  compareFlagged(sourceSummarised.words, s, targetSummarised.words, t, 1 << bits, tally);
+  compareFlagged(s, t, differing.length, tally);
   const { targetOnly, sourceOnly, ambiguous } = tally;
   targetOnly.sort((a, b) => a - b);
   return { targetOnly, sourceOnly, ambiguous };
