@@ -70,6 +70,20 @@ const insertSql = (table: string, keys: readonly (readonly bigint[])[], tenant =
 
 const text = (key: readonly (bigint | string)[]) => key.map(String).join('/');
 
+/** A database whose table `table` holds two rows of tenant 1 and one of tenant 2. */
+async function twoTenants(database: string, table: string) {
+  const source = await createDatabase(database);
+  await source.pool.query(tableSql(table, ['integer', 'integer']));
+  await source.pool.query(
+    insertSql(table, [
+      [1n, 1n],
+      [2n, 2n],
+    ]),
+  );
+  await source.pool.query(insertSql(table, [[3n, 3n]], 2));
+  return { source, entity: entityOf(table, 2) };
+}
+
 describe('packed integer keys (PostgreSQL)', () => {
   it('packs on both sides what the run unpacks, and compares exactly, for every layout and value', async () => {
     const source = await createDatabase('packed_src');
@@ -155,16 +169,7 @@ describe('packed integer keys (PostgreSQL)', () => {
   });
 
   it('sets the tenant for COPY reads once a snapshot, and again after a read that failed', async () => {
-    const source = await createDatabase('tenant_setting');
-    await source.pool.query(tableSql('counted', ['integer', 'integer']));
-    await source.pool.query(
-      insertSql('counted', [
-        [1n, 1n],
-        [2n, 2n],
-      ]),
-    );
-    await source.pool.query(insertSql('counted', [[3n, 3n]], 2));
-    const entity = entityOf('counted', 2);
+    const { source, entity } = await twoTenants('tenant_setting', 'counted');
     // Its table lacks a column the entity names: every read of it fails.
     const broken = defineEntity({
       name: 'broken',
@@ -218,16 +223,7 @@ describe('packed integer keys (PostgreSQL)', () => {
   });
 
   it("sets the run's tenant for COPY reads with the snapshot's settings: no statement before a key read", async () => {
-    const source = await createDatabase('tenant_pinned');
-    await source.pool.query(tableSql('pinned', ['integer', 'integer']));
-    await source.pool.query(
-      insertSql('pinned', [
-        [1n, 1n],
-        [2n, 2n],
-      ]),
-    );
-    await source.pool.query(insertSql('pinned', [[3n, 3n]], 2));
-    const entity = entityOf('pinned', 2);
+    const { source, entity } = await twoTenants('tenant_pinned', 'pinned');
     const description = (await createPgSyncDatabase(source.pool).describe(
       entity,
     )) as TableDescription;
