@@ -63,7 +63,7 @@ describe('SyncDatabase on PostgreSQL', () => {
     );
     const held = keys.filter(([id]) => Number(id) <= 5000 && Number(id) % 10 !== 0);
     expect(found.map((row) => row.key).sort()).toEqual(held.sort());
-    const lookup = recorded.queries.find((query) => query.text.includes('unnest('));
+    const lookup = recorded.queries.find((query) => query.text.includes('"wanted"'));
     if (!lookup) throw new Error('no lookup sent');
     const { rows } = await pool.query(`EXPLAIN (FORMAT JSON) ${lookup.text}`, lookup.values);
     const plan = (rows[0]['QUERY PLAN'] as { Plan: Record<string, unknown> }[])[0]?.Plan;
@@ -73,6 +73,36 @@ describe('SyncDatabase on PostgreSQL', () => {
     expect(inner[0]?.['Node Type']).toBe('Function Scan');
     expect(JSON.stringify(plan)).toContain('Index Scan');
     expect(JSON.stringify(plan)).not.toContain('Hash');
+    await pool.end();
+  });
+
+  it('looks keys up by hashing them where the table has no unique index on the key, and finds those it holds', async () => {
+    const { url } = await createDatabase('syncdb_no_index');
+    const pool = openPool(url, 2);
+    // The reading table without its primary key: a probe a key would scan the whole table.
+    await pool.query(READING_DDL.replace(', PRIMARY KEY (meter_id, element)', ''));
+    await pool.query(
+      "INSERT INTO reading (meter_id, element, tenant_id) SELECT i, 'A', 1 FROM generate_series(1, 5000) AS i",
+    );
+    await pool.query('ANALYZE reading');
+    const recorded = recordingPool(pool);
+    const db = createPgSyncDatabase(recorded.pool as unknown as pg.Pool);
+    const columns = (await db.describe(reading)) as NonNullable<
+      Awaited<ReturnType<typeof db.describe>>
+    >;
+    const keys = Array.from({ length: 3000 }, (_, i) => [String(2 * i + 1), 'A']);
+    const found = await db.keyHashesOf(
+      reading,
+      { scope: { tenantId: 1 }, hash: 'sql', columns },
+      keys,
+    );
+    expect(found).toHaveLength(2500);
+    const lookup = recorded.queries.find((query) => query.text.includes('"wanted"'));
+    if (!lookup) throw new Error('no lookup sent');
+    expect(lookup.text).not.toContain('LATERAL');
+    const { rows } = await pool.query(`EXPLAIN (FORMAT JSON) ${lookup.text}`, lookup.values);
+    // One pass of the table, not one a key.
+    expect(JSON.stringify(rows[0]['QUERY PLAN'])).toContain('Hash');
     await pool.end();
   });
 

@@ -29,6 +29,7 @@ import type {
   TransactionOptions,
 } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
+import { uniqueKeysStatement } from './catalog.js';
 import { copyInBytes, copyInRows, copyOutByteas, supportsCopy } from './copy.js';
 import { cursorRows, FETCH_ROWS } from './cursor.js';
 import { emulatedRows, emulatedText, orderedKeyHashes, sameEmulatedText } from './emulated.js';
@@ -388,6 +389,28 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
     });
 
   const emulated = async () => (await capabilities()).engine !== 'postgresql';
+
+  /** Whether the entity's table has a unique index on exactly its key, asked once a transaction. */
+  const keyIndexes = new Map<string, Promise<boolean>>();
+  const keyIndexed = (entity: AnyEntity) => {
+    let found = keyIndexes.get(entity.name);
+    if (!found) {
+      found = executeAll(entity, 'looking at the target table', [
+        uniqueKeysStatement(entity.table),
+      ]).then(({ rows }) =>
+        rows.some((row) => {
+          const columns = row.columns as string[];
+          return (
+            columns.length === entity.key.length &&
+            entity.key.every((column) => columns.includes(column))
+          );
+        }),
+      );
+      if (connection.inTransaction) keyIndexes.set(entity.name, found);
+      found.catch(() => keyIndexes.delete(entity.name));
+    }
+    return found;
+  };
 
   const tenantFilter = (entity: AnyEntity, scope: Scope | undefined): TenantFilter | undefined =>
     entity.tenantColumn !== undefined && scope?.tenantId !== undefined
@@ -926,11 +949,13 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       }
       const shape = targetShape(entity, request.columns, request.scope);
       const width = entity.key.length;
+      // Keys come from a read in key order: probed in that order, where a unique index on the
+      // key serves each probe (without one, each would scan the table).
+      const inKeysOrder = await keyIndexed(entity);
       const { arrays } = await executeAll(
         entity,
         'reading target row hashes',
-        // Keys come from a read in key order: probed in that order.
-        [rowsByKeyStatement(shape, keys, false, true)],
+        [rowsByKeyStatement(shape, keys, false, inKeysOrder)],
         true,
       );
       return arrays.map((row) => ({
