@@ -1,7 +1,7 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { schemaFitsType, schemaShape } from '../../src/cli/column-schema.js';
 import { findConfigFile, loadConfigFile } from '../../src/cli/config-file.js';
@@ -77,8 +77,13 @@ describe('column schemas, read from their zod definitions', () => {
 });
 
 describe('config files', () => {
+  const trees: string[] = [];
+  afterAll(() => {
+    for (const root of trees) rmSync(root, { recursive: true, force: true });
+  });
   const tree = (files: Record<string, string>) => {
     const root = mkdtempSync(join(tmpdir(), 'meter-sync-config-'));
+    trees.push(root);
     for (const [path, text] of Object.entries(files)) {
       mkdirSync(join(root, path, '..'), { recursive: true });
       writeFileSync(join(root, path), text);

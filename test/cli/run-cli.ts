@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { onTestFinished } from 'vitest';
 
 /** The built command, as `npx meter-sync` runs it (`npm test` builds first). */
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
@@ -53,10 +54,12 @@ export function tableRow(stdout: string, entity: string): string[] | undefined {
 
 /**
  * A project directory of its own, with `meter-sync` installed (a link to this package) and a
- * package.json, as a config file would find them.
+ * package.json, as a config file would find them; for the test that calls it.
  */
 export function projectDirectory(files: Record<string, string>): string {
   const root = mkdtempSync(join(tmpdir(), 'meter-sync-project-'));
+  // Removed once the test ends (its links, not what they point to).
+  onTestFinished(() => rmSync(root, { recursive: true, force: true }));
   mkdirSync(join(root, 'node_modules'));
   symlinkSync(PACKAGE_ROOT, join(root, 'node_modules', 'meter-sync'), 'dir');
   symlinkSync(join(PACKAGE_ROOT, 'node_modules', 'zod'), join(root, 'node_modules', 'zod'), 'dir');
