@@ -41,69 +41,69 @@ describe('SyncDatabase on PostgreSQL', () => {
     expect(await readWithNewRow(2)).toEqual({ apart: true, keys: 1 });
   });
 
-  it('looks keys up one index probe a key, in the order they are given, and finds those it holds', async () => {
-    const { url } = await createDatabase('syncdb_probes');
+  /**
+   * Looks up 3,000 odd keys in key order in a reading table of 5,000 rows made by `ddl`, with
+   * `tenantOf` the tenant of each row (an SQL expression of `i`): what it found, the keys asked,
+   * the lookup statement sent and its plan.
+   */
+  const lookUpKeys = async (database: string, ddl: string, tenantOf: string) => {
+    const { url } = await createDatabase(database);
     const pool = openPool(url, 2);
-    await pool.query(READING_DDL);
-    await pool.query(
-      "INSERT INTO reading (meter_id, element, tenant_id) SELECT i, 'A', CASE WHEN i % 10 = 0 THEN 2 ELSE 1 END FROM generate_series(1, 5000) AS i",
-    );
-    await pool.query('ANALYZE reading');
-    const recorded = recordingPool(pool);
-    const db = createPgSyncDatabase(recorded.pool as unknown as pg.Pool);
-    const columns = (await db.describe(reading)) as NonNullable<
-      Awaited<ReturnType<typeof db.describe>>
-    >;
+    try {
+      await pool.query(ddl);
+      await pool.query(
+        `INSERT INTO reading (meter_id, element, tenant_id) SELECT i, 'A', ${tenantOf} FROM generate_series(1, 5000) AS i`,
+      );
+      await pool.query('ANALYZE reading');
+      const recorded = recordingPool(pool);
+      const db = createPgSyncDatabase(recorded.pool as unknown as pg.Pool);
+      const columns = (await db.describe(reading)) as NonNullable<
+        Awaited<ReturnType<typeof db.describe>>
+      >;
+      const keys = Array.from({ length: 3000 }, (_, i) => [String(2 * i + 1), 'A']);
+      const found = await db.keyHashesOf(
+        reading,
+        { scope: { tenantId: 1 }, hash: 'sql', columns },
+        keys,
+      );
+      const lookup = recorded.queries.find((query) => query.text.includes('"wanted"'));
+      if (!lookup) throw new Error('no lookup sent');
+      const { rows } = await pool.query(`EXPLAIN (FORMAT JSON) ${lookup.text}`, lookup.values);
+      const plan = (rows[0]['QUERY PLAN'] as { Plan: Record<string, unknown> }[])[0]?.Plan;
+      return { found, keys, lookup, plan };
+    } finally {
+      await pool.end();
+    }
+  };
+
+  it('looks keys up one index probe a key, in the order they are given, and finds those it holds', async () => {
     // Keys in key order, as a read gives them: some held, some another tenant's, some nowhere.
-    const keys = Array.from({ length: 3000 }, (_, i) => [String(2 * i + 1), 'A']);
-    const found = await db.keyHashesOf(
-      reading,
-      { scope: { tenantId: 1 }, hash: 'sql', columns },
-      keys,
+    const { found, keys, plan } = await lookUpKeys(
+      'syncdb_probes',
+      READING_DDL,
+      'CASE WHEN i % 10 = 0 THEN 2 ELSE 1 END',
     );
     const held = keys.filter(([id]) => Number(id) <= 5000 && Number(id) % 10 !== 0);
     expect(found.map((row) => row.key).sort()).toEqual(held.sort());
-    const lookup = recorded.queries.find((query) => query.text.includes('"wanted"'));
-    if (!lookup) throw new Error('no lookup sent');
-    const { rows } = await pool.query(`EXPLAIN (FORMAT JSON) ${lookup.text}`, lookup.values);
-    const plan = (rows[0]['QUERY PLAN'] as { Plan: Record<string, unknown> }[])[0]?.Plan;
     // A nested loop over the keys as given, an index probe each, the keys not hashed first.
     expect(plan?.['Node Type']).toBe('Nested Loop');
     const inner = (plan?.Plans ?? []) as Record<string, unknown>[];
     expect(inner[0]?.['Node Type']).toBe('Function Scan');
     expect(JSON.stringify(plan)).toContain('Index Scan');
     expect(JSON.stringify(plan)).not.toContain('Hash');
-    await pool.end();
   });
 
   it('looks keys up by hashing them where the table has no unique index on the key, and finds those it holds', async () => {
-    const { url } = await createDatabase('syncdb_no_index');
-    const pool = openPool(url, 2);
     // The reading table without its primary key: a probe a key would scan the whole table.
-    await pool.query(READING_DDL.replace(', PRIMARY KEY (meter_id, element)', ''));
-    await pool.query(
-      "INSERT INTO reading (meter_id, element, tenant_id) SELECT i, 'A', 1 FROM generate_series(1, 5000) AS i",
-    );
-    await pool.query('ANALYZE reading');
-    const recorded = recordingPool(pool);
-    const db = createPgSyncDatabase(recorded.pool as unknown as pg.Pool);
-    const columns = (await db.describe(reading)) as NonNullable<
-      Awaited<ReturnType<typeof db.describe>>
-    >;
-    const keys = Array.from({ length: 3000 }, (_, i) => [String(2 * i + 1), 'A']);
-    const found = await db.keyHashesOf(
-      reading,
-      { scope: { tenantId: 1 }, hash: 'sql', columns },
-      keys,
+    const { found, lookup, plan } = await lookUpKeys(
+      'syncdb_no_index',
+      READING_DDL.replace(', PRIMARY KEY (meter_id, element)', ''),
+      '1',
     );
     expect(found).toHaveLength(2500);
-    const lookup = recorded.queries.find((query) => query.text.includes('"wanted"'));
-    if (!lookup) throw new Error('no lookup sent');
     expect(lookup.text).not.toContain('LATERAL');
-    const { rows } = await pool.query(`EXPLAIN (FORMAT JSON) ${lookup.text}`, lookup.values);
     // One pass of the table, not one a key.
-    expect(JSON.stringify(rows[0]['QUERY PLAN'])).toContain('Hash');
-    await pool.end();
+    expect(JSON.stringify(plan)).toContain('Hash');
   });
 
   it('gives up a second connection that cannot start its transaction, and reads keys in the transaction from then on', async () => {

@@ -5,8 +5,9 @@ export function tenantParameter(tenantId: TenantId | undefined): string | number
   return typeof tenantId === 'bigint' ? tenantId.toString() : tenantId;
 }
 
-/** An element PostgreSQL's array literal must escape within its quotes. */
+/** The characters PostgreSQL's array literal escapes within an element's quotes. */
 const ARRAY_ESCAPED = /["\\]/;
+const ARRAY_ESCAPED_ALL = new RegExp(ARRAY_ESCAPED.source, 'g');
 
 /**
  * Texts (or NULLs) as one `text[]` parameter, written as PostgreSQL's array literal here:
@@ -21,7 +22,8 @@ export function textArrayParameter(texts: readonly unknown[]): unknown {
     if (i > 0) literal += ',';
     if (text === null || text === undefined) literal += 'NULL';
     else if (typeof text !== 'string') return texts;
-    else literal += `"${ARRAY_ESCAPED.test(text) ? text.replace(/["\\]/g, '\\$&') : text}"`;
+    else
+      literal += `"${ARRAY_ESCAPED.test(text) ? text.replace(ARRAY_ESCAPED_ALL, '\\$&') : text}"`;
   }
   return `${literal}}`;
 }
