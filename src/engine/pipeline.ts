@@ -338,8 +338,9 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
         ).map((row) => [encodeKey(row.key), row.hash]),
       );
       for (const row of batch) {
-        if (takenByParents.has(encodeKey(row.key))) continue;
-        const hash = stored.get(encodeKey(row.key));
+        const id = encodeKey(row.key);
+        if (takenByParents.has(id)) continue;
+        const hash = stored.get(id);
         // Written again with the same values (`SET x = x`), or changed back: nothing to do.
         if (hash === row.hash) continue;
         upserts.push({
