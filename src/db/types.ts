@@ -112,6 +112,11 @@ export interface ReadRequest {
    * scope) they will not be read one by one, and the census need not say where they are.
    */
   readonly changedReadUpTo?: { readonly rows: number; readonly share: number } | undefined;
+  /**
+   * For `rows`: at most this many rows, the first the source finds, in no order: a sample of
+   * the rows asked for rather than all of them in key order.
+   */
+  readonly sample?: number | undefined;
   /** Keys only: every row's hash is the same, so only keys present on one side differ. */
   readonly keysOnly?: boolean | undefined;
   /**
@@ -408,7 +413,10 @@ export interface SourceSnapshot {
    * row, `entity.columnNames` in order), in chunks; `undefined` where the source cannot.
    */
   bulkText?(entity: AnyEntity, request: ReadRequest): AsyncIterable<Uint8Array> | undefined;
-  /** The entity's rows in scope with a complete key, in key order, in batches. */
+  /**
+   * The entity's rows in scope with a complete key, in key order, in batches (with `sample`,
+   * that many at most, in no order).
+   */
   rows(entity: AnyEntity, request: ReadRequest): AsyncIterable<readonly SourceRow[]>;
   /** The rows in scope with these keys (as `rows` gives keys), values included; any order. */
   rowsByKey(

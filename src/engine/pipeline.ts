@@ -55,12 +55,14 @@ const HELD_ROWS = 4 * BATCH_ROWS;
 const ROWS_PER_BUCKET = 64;
 const MAX_BUCKETS = 1 << 16;
 /**
- * Beyond this share of rows changed since the watermark, an incremental run compares every row
- * instead: reading changed rows by key and looking each up on the target then costs more.
+ * Changed rows the census places (by `ctid`) for their read to fetch them alone: up to this
+ * share of the rows, or this many. Past both, they are read in a scan of their own, and a
+ * sample of them tells whether comparing every row would cost less (`syncChanged`).
  */
-const FULL_ABOVE_CHANGED_SHARE = 0.05;
-/** Below this many changed rows either way costs little: the run stays incremental. */
-const FULL_ABOVE_CHANGED_ROWS = 5_000;
+const PLACED_UP_TO_SHARE = 0.05;
+const PLACED_UP_TO_ROWS = 5_000;
+/** Changed rows sampled, past those, to tell whether they changed in content. */
+const SAMPLED_ROWS = 1_000;
 /** Invalid rows reported by key; the rest are counted. */
 const NULL_KEY_SAMPLE = 5;
 
@@ -234,21 +236,25 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
       {
         ...request,
         softDeleted,
-        changedReadUpTo: { rows: FULL_ABOVE_CHANGED_ROWS, share: FULL_ABOVE_CHANGED_SHARE },
+        changedReadUpTo: { rows: PLACED_UP_TO_ROWS, share: PLACED_UP_TO_SHARE },
       },
       since,
     ),
     db.count(entity, request),
   ]);
   const before = targetRows - takenByParents.size;
-  if (census.changed > Math.max(FULL_ABOVE_CHANGED_ROWS, census.rows * FULL_ABOVE_CHANGED_SHARE)) {
-    // Past this share, reading changed rows by key costs more than comparing buckets.
-    outcome.detection = {
-      mode: 'full',
-      reason: `${census.changed} of ${census.rows} rows changed since the watermark: comparing every row costs less`,
-    };
-    await syncAll(run);
-    return census.changed;
+  if (census.changed > Math.max(PLACED_UP_TO_ROWS, census.rows * PLACED_UP_TO_SHARE)) {
+    const sample = await sampleChanged(run, since);
+    // Fewer than one in a bucket's worth differs (rows written again as they were: a reload,
+    // a `SET x = x`): comparing every row by bucket then reads fewer rows than all of them by key.
+    if (sample.differing * ROWS_PER_BUCKET < sample.read) {
+      outcome.detection = {
+        mode: 'full',
+        reason: `${census.changed} of ${census.rows} rows changed since the watermark, but ${sample.differing} of ${sample.read} sampled differ from the target's: comparing every row costs less`,
+      };
+      await syncAll(run);
+      return census.changed;
+    }
   }
   await reportNullKeys(context, entity, request, census.nullKeys, parser, outcome);
   await reportDanglingRows(context, entity, request, outcome);
@@ -401,6 +407,36 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
   await Promise.allSettled([targetKeys?.keys, keySets?.compared]);
   outcome.unchanged += census.rows - outcome.sourceRowsAccountedFor();
   return census.changed;
+}
+
+/**
+ * Of a sample of the rows changed since the watermark (the first the source finds, in no
+ * order), how many differ from the target's: new, or changed in content.
+ */
+async function sampleChanged(
+  run: EntityRun,
+  since: string,
+): Promise<{ read: number; differing: number }> {
+  const { context, db, entity, request } = run;
+  const rows: SourceRow[] = [];
+  for await (const batch of context.source.rows(entity, {
+    ...request,
+    changedSince: since,
+    values: false,
+    sample: SAMPLED_ROWS,
+  }))
+    rows.push(...batch);
+  const stored = new Map(
+    (
+      await db.keyHashesOf(
+        entity,
+        request,
+        rows.map((row) => row.key),
+      )
+    ).map((row) => [encodeKey(row.key), row.hash]),
+  );
+  const differing = rows.filter((row) => stored.get(encodeKey(row.key)) !== row.hash).length;
+  return { read: rows.length, differing };
 }
 
 /**

@@ -29,7 +29,8 @@ const KILLS = 24;
 const INCREMENTAL_KILLS = 8;
 /**
  * Rows of the incremental runs' table: enough that a round's changes take a while to write and
- * stay under the share of changed rows above which a run compares in full instead (5%).
+ * stay under the share of changed rows (5%) up to which the census places them, the path most
+ * incremental runs take.
  */
 const INCREMENTAL_ROWS = 300_000;
 

@@ -3,6 +3,7 @@
  * watermark can stop telling the truth, and checks the target ends up equal to the source and
  * the detection used says so.
  */
+import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -152,7 +153,7 @@ describe('incremental detection (PostgreSQL)', () => {
     }
   });
 
-  it('compares every row past 5,000 changed rows and 5% of the table, and is not sent where they are', async () => {
+  it('past 5,000 changed rows and 5% of the table, reads them by a scan, or compares every row where a sample shows few changed in content', async () => {
     const { source, target } = await pair(tenantOneSource(40_000, '(g - 1) / 100'));
     await sync(source.pool, target.pool);
     // The census row, read as an array: rows, NULL keys, changed, live, places.
@@ -162,21 +163,92 @@ describe('incremental detection (PostgreSQL)', () => {
         | undefined;
       return { changed: row?.[2], places: row?.[4] as string | null | undefined };
     };
-    // 2,000 changed rows (5% of 40,000): read where they are.
+    const sampled = (read: ReturnType<typeof recordingPool>) =>
+      read.queries.filter(
+        (query) => query.text.startsWith('DECLARE') && / LIMIT \$/.test(query.text),
+      );
+    // 2,000 changed rows (5% of 40,000): read where they are, no sample taken.
     await source.pool.query("UPDATE reading_point SET title = 'a' WHERE site < 20");
     const few = recordingPool(source.pool);
     expect((await sync(few.pool, target.pool)).detection?.mode).toBe('incremental');
     expect(census(few)?.changed).toBe('2000');
     expect(census(few)?.places?.split('(')).toHaveLength(2001);
-    // 6,000: compared in full, and the census sends no places.
-    await source.pool.query("UPDATE reading_point SET title = 'b' WHERE site < 60");
-    const many = recordingPool(source.pool);
-    expect((await sync(many.pool, target.pool)).detection).toMatchObject({
-      mode: 'full',
-      reason: expect.stringMatching(/^6000 of 40000 rows changed since the watermark/),
-    });
-    expect(census(many)).toMatchObject({ changed: '6000', places: null });
-    await expectEqual(source.pool, target.pool);
+    expect(sampled(few)).toHaveLength(0);
+    // 6,000 rows written again (15%), of which this many in a thousand change in content: a
+    // reload or a `SET x = x` below one in 64.
+    for (const [perThousand, mode] of [
+      [1000, 'incremental'],
+      [50, 'incremental'],
+      [4, 'full'],
+      [0, 'full'],
+    ] as const) {
+      await source.pool.query(
+        `UPDATE reading_point SET title = CASE WHEN substr(code, 2)::int % 1000 < ${perThousand} THEN title || 'x' ELSE title END WHERE site < 60`,
+      );
+      const detection = {
+        mode,
+        reason:
+          mode === 'full'
+            ? expect.stringMatching(
+                /^6000 of 40000 rows changed since the watermark, but \d+ of 1000 sampled differ from the target's: comparing every row costs less$/,
+              )
+            : expect.any(String),
+      };
+      // A dry run takes the path the run does.
+      expect((await sync(source.pool, target.pool, { dryRun: true })).detection).toMatchObject(
+        detection,
+      );
+      const read = recordingPool(source.pool);
+      const result = await sync(read.pool, target.pool);
+      expect(result.detection).toMatchObject(detection);
+      expect(result).toMatchObject({ updated: 6 * perThousand, inserted: 0, deleted: 0 });
+      expect(census(read)).toMatchObject({ changed: '6000', places: null });
+      expect(sampled(read)).toHaveLength(1);
+      await expectEqual(source.pool, target.pool);
+    }
+  });
+
+  it('ends equal to the source whatever mix of changes past 5,000 rows it reads, and writes nothing on the next run', async () => {
+    const { source, target } = await pair(tenantOneSource(40_000, '(g - 1) / 100'));
+    await sync(source.pool, target.pool);
+    let round = 0;
+    // Each change picks rows of tenant 1 by a hash of their code: this many in 1,024.
+    const picked = (share: number, salt: string) =>
+      `tenant_id = 1 AND (hashtext(code || '${salt}') & 1023) < ${share}`;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          rewritten: fc.integer({ min: 0, max: 400 }),
+          changed: fc.integer({ min: 0, max: 80 }),
+          deleted: fc.integer({ min: 0, max: 40 }),
+          moved: fc.integer({ min: 0, max: 20 }),
+          inserted: fc.integer({ min: 0, max: 3_000 }),
+        }),
+        async ({ rewritten, changed, deleted, moved, inserted }) => {
+          round += 1;
+          await source.pool.query(`UPDATE reading_point SET title = title WHERE ${picked(rewritten, `r${round}`)};
+UPDATE reading_point SET amount = amount + 1 WHERE ${picked(changed, `c${round}`)};
+DELETE FROM reading_point WHERE ${picked(deleted, `d${round}`)};
+UPDATE reading_point SET tenant_id = 2 WHERE ${picked(moved, `m${round}`)};
+INSERT INTO reading_point SELECT 500 + g / 100, 'n${round}-' || g, 1, 'new', g, 'busy' FROM generate_series(1, ${inserted}) AS g;`);
+          await sync(source.pool, target.pool);
+          await expectEqual(source.pool, target.pool);
+          expect(await sync(source.pool, target.pool)).toMatchObject({
+            inserted: 0,
+            updated: 0,
+            deleted: 0,
+          });
+        },
+      ),
+      {
+        numRuns: 8,
+        // Past 5,000 rows both ways: rewritten as they were (compared in full), and changed.
+        examples: [
+          [{ rewritten: 400, changed: 0, deleted: 0, moved: 0, inserted: 0 }],
+          [{ rewritten: 0, changed: 80, deleted: 40, moved: 20, inserted: 3_000 }],
+        ],
+      },
+    );
   });
 
   it('fails the entity, changing nothing, where the read of changed rows brings fewer than the census counted', async () => {

@@ -417,8 +417,8 @@ function bucketFilter(shape: ReadShape, params: Parameters, buckets: BucketSelec
 }
 
 /**
- * The rows in scope with a complete key, in key order: key texts, then (with `hash: 'sql'`) the
- * row hash, then (with `values`) every column's text.
+ * The rows in scope with a complete key, in key order (or a `sample` of them): key texts, then
+ * (with `hash: 'sql'`) the row hash, then (with `values`) every column's text.
  */
 export function rowsStatement(
   shape: ReadShape,
@@ -433,6 +433,8 @@ export function rowsStatement(
      * twice; `keyAt` then tells where in the values each key column is.
      */
     keyFromValues?: boolean | undefined;
+    /** At most this many rows, in no order: the scan stops once it has found them. */
+    sample?: number | undefined;
   },
 ): Statement & { readonly keyAt?: readonly number[] } {
   const params = new Parameters(shape.params);
@@ -461,8 +463,12 @@ export function rowsStatement(
   const from = shape.changed
     ? `(SELECT * FROM ${shape.from} WHERE ${where.join(' AND ')} OFFSET 0) AS ${quoteIdent(SOURCE)}`
     : `${shape.from} WHERE ${where.join(' AND ')}`;
+  const order =
+    options.sample === undefined
+      ? `ORDER BY ${orderBy(shape)}`
+      : `LIMIT ${params.add(String(options.sample))}::int8`;
   return {
-    text: `SELECT ${aliased(outputs)} FROM ${from} ORDER BY ${orderBy(shape)}`,
+    text: `SELECT ${aliased(outputs)} FROM ${from} ${order}`,
     values: params.values,
     ...(keyInValues ? { keyAt } : {}),
   };

@@ -439,7 +439,8 @@ async function openSourceSnapshot(
           keyOrders(entity, request.columns),
           (key, hash, values) => ({ key, hash, values }),
         );
-        for (let i = 0; i < ordered.length; i += FETCH_ROWS) yield ordered.slice(i, i + FETCH_ROWS);
+        const taken = ordered.slice(0, request.sample ?? ordered.length);
+        for (let i = 0; i < taken.length; i += FETCH_ROWS) yield taken.slice(i, i + FETCH_ROWS);
         return;
       }
       if (capabilities.transactional) await guarded(savepoint(READ_SAVEPOINT));
@@ -455,6 +456,7 @@ async function openSourceSnapshot(
           buckets: request.buckets,
           keysOnly: request.keysOnly,
           keyFromValues: true,
+          sample: request.sample,
         });
         const { keyAt } = statement;
         const width = keyAt ? 0 : entity.key.length;
