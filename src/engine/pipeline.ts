@@ -334,15 +334,7 @@ async function syncChanged(run: EntityRun, since: string): Promise<number> {
     for await (const batch of collapseRepeatedKeys(counted())) {
       seen += batch.length;
       run.progress('reading', seen);
-      const stored = new Map(
-        (
-          await db.keyHashesOf(
-            entity,
-            request,
-            batch.map((row) => row.key),
-          )
-        ).map((row) => [encodeKey(row.key), row.hash]),
-      );
+      const stored = await storedHashes(run, batch);
       for (const row of batch) {
         const id = encodeKey(row.key);
         if (takenByParents.has(id)) continue;
@@ -417,7 +409,7 @@ async function sampleChanged(
   run: EntityRun,
   since: string,
 ): Promise<{ read: number; differing: number }> {
-  const { context, db, entity, request } = run;
+  const { context, entity, request } = run;
   const rows: SourceRow[] = [];
   for await (const batch of context.source.rows(entity, {
     ...request,
@@ -426,17 +418,23 @@ async function sampleChanged(
     sample: SAMPLED_ROWS,
   }))
     rows.push(...batch);
-  const stored = new Map(
-    (
-      await db.keyHashesOf(
-        entity,
-        request,
-        rows.map((row) => row.key),
-      )
-    ).map((row) => [encodeKey(row.key), row.hash]),
-  );
+  const stored = await storedHashes(run, rows);
   const differing = rows.filter((row) => stored.get(encodeKey(row.key)) !== row.hash).length;
   return { read: rows.length, differing };
+}
+
+/** The target's row hashes of these keys, by encoded key: none where it holds no such row. */
+async function storedHashes(
+  run: EntityRun,
+  rows: readonly { readonly key: TextKey }[],
+): Promise<Map<string, string>> {
+  const { db, entity, request } = run;
+  const found = await db.keyHashesOf(
+    entity,
+    request,
+    rows.map((row) => row.key),
+  );
+  return new Map(found.map((row) => [encodeKey(row.key), row.hash]));
 }
 
 /**
