@@ -106,31 +106,6 @@ describe('SyncDatabase on PostgreSQL', () => {
     expect(JSON.stringify(plan)).toContain('Hash');
   });
 
-  it('asks how to look keys up behind the count, once a transaction, not before the first lookup', async () => {
-    const { url } = await createDatabase('syncdb_count_first');
-    const pool = openPool(url, 2);
-    try {
-      await pool.query(READING_DDL);
-      const recorded = recordingPool(pool);
-      const db = createPgSyncDatabase(recorded.pool as unknown as pg.Pool);
-      const uniqueKeys = () => recorded.statements.filter((text) => text.includes('indisprimary'));
-      await db.transaction(async (tx) => {
-        const columns = (await tx.describe(reading)) as NonNullable<
-          Awaited<ReturnType<typeof tx.describe>>
-        >;
-        const request = { scope: { tenantId: 1 }, hash: 'sql' as const, columns };
-        expect(await tx.count(reading, request)).toBe(0);
-        // Sent behind the count, before it was answered.
-        expect(uniqueKeys()).toHaveLength(1);
-        expect(await tx.keyHashesOf(reading, request, [['1', 'A']])).toEqual([]);
-        expect(uniqueKeys()).toHaveLength(1);
-        expect(recorded.statements.at(-1)).toContain('LATERAL');
-      });
-    } finally {
-      await pool.end();
-    }
-  });
-
   it('gives up a second connection that cannot start its transaction, and reads keys in the transaction from then on', async () => {
     const { url } = await createDatabase('syncdb_stuck');
     const real = openPool(url, 4);

@@ -1095,13 +1095,9 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
             ),
         ).length;
       }
-      const counted = executeAll(entity, 'counting target rows', [
+      const { rows } = await executeAll(entity, 'counting target rows', [
         countStatement(targetShape(entity, request.columns, request.scope), softDeleted),
       ]);
-      // Lookups by key may follow the count: how to send them is asked behind it, not between
-      // the source's first rows and their lookup.
-      if (connection.inTransaction) keyIndexed(entity).catch(() => undefined);
-      const { rows } = await counted;
       return Number(rows[0]?.rows ?? 0);
     },
 
