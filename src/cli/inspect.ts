@@ -1,5 +1,6 @@
 import type { z } from 'zod/v4';
 import {
+  backsKey,
   type CatalogColumn,
   describeQuery,
   describeTable,
@@ -131,12 +132,7 @@ export async function targetFindings(
       add('warning', `source type ${from.type}, target type ${target.type}`, name);
     }
   }
-  const keys = await uniqueKeys(client, entity.table);
-  const key = [...entity.key].sort();
-  const backed = keys.some(
-    (columns) => columns.length === key.length && [...columns].sort().every((c, i) => c === key[i]),
-  );
-  if (!backed) {
+  if (!backsKey(await uniqueKeys(client, entity.table), entity.key)) {
     add(
       'error',
       `the key (${entity.key.join(', ')}) is not backed by a primary key or unique constraint on the target`,

@@ -183,6 +183,13 @@ export async function uniqueKeys(client: PgClient, table: TableName): Promise<st
   return (rows as { columns: string[] }[]).map((row) => row.columns);
 }
 
+/** Whether one of a table's unique keys (as `uniqueKeys` gives them) is exactly `key`, in any order. */
+export function backsKey(keys: readonly (readonly string[])[], key: readonly string[]): boolean {
+  return keys.some(
+    (columns) => columns.length === key.length && key.every((column) => columns.includes(column)),
+  );
+}
+
 /** The privileges the current role holds on the table. */
 export async function privileges(
   client: PgClient,

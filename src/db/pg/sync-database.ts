@@ -29,7 +29,7 @@ import type {
   TransactionOptions,
 } from '../types.js';
 import { type Capabilities, detectCapabilities } from './capabilities.js';
-import { uniqueKeysStatement } from './catalog.js';
+import { backsKey, uniqueKeysStatement } from './catalog.js';
 import { copyInBytes, copyInRows, copyOutByteas, supportsCopy } from './copy.js';
 import { cursorRows, FETCH_ROWS } from './cursor.js';
 import { emulatedRows, emulatedText, orderedKeyHashes, sameEmulatedText } from './emulated.js';
@@ -398,13 +398,10 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       found = executeAll(entity, 'looking at the target table', [
         uniqueKeysStatement(entity.table),
       ]).then(({ rows }) =>
-        rows.some((row) => {
-          const columns = row.columns as string[];
-          return (
-            columns.length === entity.key.length &&
-            entity.key.every((column) => columns.includes(column))
-          );
-        }),
+        backsKey(
+          rows.map((row) => row.columns as string[]),
+          entity.key,
+        ),
       );
       if (connection.inTransaction) keyIndexes.set(entity.name, found);
       found.catch(() => keyIndexes.delete(entity.name));
@@ -949,8 +946,8 @@ function makeDatabase(connection: Connection): PgSyncDatabase {
       }
       const shape = targetShape(entity, request.columns, request.scope);
       const width = entity.key.length;
-      // Keys come from a read in key order: probed in that order, where a unique index on the
-      // key serves each probe (without one, each would scan the table).
+      // Keys come from a read, mostly in key order: probed in the order given, where a unique
+      // index on the key serves each probe (without one, each would scan the table).
       const inKeysOrder = await keyIndexed(entity);
       const { arrays } = await executeAll(
         entity,
